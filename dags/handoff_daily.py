@@ -1,0 +1,74 @@
+"""handoff_daily — the marketing→sales hand-off, one data interval (one UTC day) per run.
+
+extract/load (CRM + analytics files) → dbt source freshness → dbt build (one task per model, tests included)
+→ push new SQLs to the CRM. A failed dbt test fails its task, and the push (all_success) never runs.
+
+This file is configuration only: schedule, order, retries, timeouts. Every task body calls into
+``plugins/handoff`` (``handoff.pipeline``); nothing here touches a database or the network at import time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from handoff.dbt_dag import dbt_build_group
+
+DEFAULT_ARGS = {
+    "owner": "handoff",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=20),
+    "execution_timeout": timedelta(minutes=60),
+}
+
+
+@dag(
+    dag_id="handoff_daily",
+    # A data-interval timetable, deliberately: the run for day D covers [D 00:00, D+1 00:00) UTC and starts
+    # once that day is over. (A cron/preset schedule in Airflow 3 gives a zero-length interval.)
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["handoff", "marketing", "sales", "dbt", "reverse-etl"],
+    doc_md=__doc__,
+    params={"push_dry_run": False},
+)
+def handoff_daily():
+    @task(execution_timeout=timedelta(minutes=30))
+    def extract_load_crm(data_interval_start=None, data_interval_end=None) -> dict:
+        from handoff import pipeline
+
+        return pipeline.extract_load_crm(data_interval_start, data_interval_end)
+
+    @task(execution_timeout=timedelta(minutes=30))
+    def extract_load_analytics(data_interval_start=None, data_interval_end=None) -> dict:
+        from handoff import pipeline
+
+        return pipeline.extract_load_analytics(data_interval_start, data_interval_end)
+
+    @task(execution_timeout=timedelta(minutes=10))
+    def dbt_source_freshness(data_interval_end=None) -> dict:
+        from handoff import pipeline
+
+        return pipeline.dbt_source_freshness(data_interval_end)
+
+    @task(execution_timeout=timedelta(minutes=45), retries=3)
+    def push_sqls(data_interval_start=None, data_interval_end=None, params=None, run_id=None) -> dict:
+        from handoff import pipeline
+
+        return pipeline.push_sqls(data_interval_start, data_interval_end, run_id=run_id,
+                                  dry_run=bool((params or {}).get("push_dry_run")))
+
+    loaded = [extract_load_crm(), extract_load_analytics()]
+    freshness = dbt_source_freshness()
+    transform = dbt_build_group()
+    loaded >> freshness >> transform >> push_sqls()
+
+
+handoff_daily()

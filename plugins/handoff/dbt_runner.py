@@ -1,0 +1,66 @@
+"""Run dbt outside Airflow (CLI, tests, an analyst's shell) as the transformer role, against the warehouse target."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from handoff import settings
+
+PROJECT = settings.DBT_PROJECT_DIR
+MANIFEST = PROJECT / "target" / "manifest.json"
+
+
+def dbt_env(role: str = "transformer") -> dict[str, str]:
+    from handoff import warehouse  # noqa: PLC0415
+
+    tgt = warehouse.target()
+    cred = tgt.credentials[role]
+    return {
+        "HANDOFF_DBT_HOST": tgt.host,
+        "HANDOFF_DBT_PORT": str(tgt.port),
+        "HANDOFF_DBT_DBNAME": tgt.dbname,
+        "HANDOFF_DBT_USER": cred["user"],
+        "HANDOFF_DBT_PASSWORD": cred["password"],
+        "DBT_PROFILES_DIR": str(PROJECT),
+        "DBT_PROJECT_DIR": str(PROJECT),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+
+
+def dbt_executable() -> str:
+    exe = Path(sys.executable).with_name("dbt")
+    return str(exe) if exe.exists() else "dbt"
+
+
+def run(args: Sequence[str], *, quiet: bool = False, check: bool = True, needs_db: bool = True,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``dbt <args>`` in the project folder; raises with dbt's own output when it fails."""
+    full_env = {**os.environ, **(dbt_env() if needs_db else _offline_env()), **(env or {})}
+    res = subprocess.run([dbt_executable(), *args], cwd=PROJECT, env=full_env, text=True,
+                         capture_output=quiet, check=False)
+    if check and res.returncode != 0:
+        detail = (res.stdout or "")[-4000:] + (res.stderr or "")[-2000:] if quiet else ""
+        raise RuntimeError(f"dbt {' '.join(args)} failed (exit {res.returncode})\n{detail}")
+    return res
+
+
+def _offline_env() -> dict[str, str]:
+    # `dbt parse` needs a profile but no connection: any password will do
+    return {"DBT_PROFILES_DIR": str(PROJECT), "HANDOFF_DBT_PASSWORD": os.environ.get("HANDOFF_DBT_PASSWORD", "unused"),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+
+
+def manifest_is_fresh() -> bool:
+    """True when target/manifest.json is newer than every file of the project."""
+    if not MANIFEST.exists():
+        return False
+    built = MANIFEST.stat().st_mtime
+    for folder in ("models", "macros", "seeds", "tests", "snapshots"):
+        for path in (PROJECT / folder).rglob("*"):
+            if path.is_file() and path.stat().st_mtime > built:
+                return False
+    return (PROJECT / "dbt_project.yml").stat().st_mtime <= built

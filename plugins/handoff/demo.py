@@ -1,0 +1,131 @@
+"""``handoff demo``: from nothing to a readable summary — warehouse, sample company, one daily run through
+Airflow (extract/load → dbt → push to the CRM sandbox), then what landed where. Safe to run again."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from datetime import UTC, date, datetime, timedelta
+
+from handoff import settings
+
+
+def log(msg: str) -> None:
+    print(f"[handoff demo] {msg}", flush=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    from handoff import airflow_run, local_services, warehouse  # noqa: PLC0415
+
+    t0 = time.monotonic()
+    end = args.end_date or (datetime.now(UTC).date() - timedelta(days=1))
+    tgt = warehouse.target()
+    if tgt.local:
+        warehouse.LocalCluster().up(log=log)
+    warehouse.setup(tgt, log=log)
+
+    wanted = {"seed": args.seed, "contacts": args.contacts, "days": args.days, "end_date": end.isoformat()}
+    sample_dir = settings.paths().sample
+    if _sample_params(sample_dir) != wanted:
+        from handoff import sample  # noqa: PLC0415
+
+        log(f"generating the sample company: {args.contacts:,} contacts × {args.days} days ending {end}")
+        if sample_dir.exists():
+            shutil.rmtree(sample_dir)
+        reset_local_state(tgt, log)
+        sample.generate(sample_dir, seed=args.seed, contacts=args.contacts, days=args.days, end_date=end,
+                        progress=log)
+    else:
+        log(f"sample already in place ({sample_dir})")
+
+    with local_services.crm_for_run(log=log):
+        airflow_run.run_day(end, log=log)
+    print(summary(tgt, end, time.monotonic() - t0))
+    return 0
+
+
+def _sample_params(sample_dir) -> dict | None:
+    try:
+        manifest = json.loads((sample_dir / "manifest.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return {k: manifest.get(k) for k in ("seed", "contacts", "days", "end_date")}
+
+
+def reset_local_state(tgt, log) -> None:
+    """A new sample replaces the old company: empty the warehouse's layers and the CRM sandbox."""
+    from handoff import warehouse  # noqa: PLC0415
+
+    with warehouse.connect("admin", autocommit=True, tgt=tgt) as conn:
+        conn.execute("drop schema if exists raw, ops, staging, intermediate, marts cascade")
+    warehouse.setup(tgt, log=log)
+    crm = settings.paths().crm_state
+    for path in crm.parent.glob(crm.name + "*"):
+        path.unlink()
+    log("warehouse layers and CRM sandbox reset for the new sample")
+
+
+def summary(tgt, day: date, seconds: float) -> str:
+    from handoff import warehouse  # noqa: PLC0415
+
+    out: list[str] = ["", f"handoff — daily run for {day} finished in {seconds:.0f} s", "=" * 72]
+    with warehouse.connect("admin", tgt=tgt) as conn:
+        loaded = conn.execute(
+            "select source_kind, count(*), coalesce(sum(rows_loaded), 0), coalesce(sum(rows_quarantined), 0)"
+            " from ops.load_log where status = 'loaded' group by 1 order by 1").fetchall()
+        out.append("Loaded into raw (all batches so far):")
+        out += [f"  {kind:<12} {batches:>5} batches  {rows:>12,} rows  {bad:>8,} quarantined"
+                for kind, batches, rows, bad in loaded] or ["  (nothing)"]
+    with warehouse.connect("bi_reader", tgt=tgt) as conn:
+        exists = conn.execute("select to_regclass('marts.dim_contacts') is not null").fetchone()[0]
+        if not exists:
+            out.append("marts not built yet")
+            return "\n".join(out)
+        stages = conn.execute(
+            "select current_stage, count(*) from marts.dim_contacts group by 1 order by 2 desc").fetchall()
+        out.append("\nContacts by current stage (marts.dim_contacts):")
+        out += [f"  {stage:<14} {n:>8,}" for stage, n in stages]
+        funnel = conn.execute(
+            "select count(*) filter (where mql_at is not null), count(*) filter (where mql_inferred),"
+            " count(*) filter (where sql_at is not null), count(*) filter (where sql_inferred)"
+            " from marts.dim_contacts").fetchone()
+        out.append(f"  reached MQL: {funnel[0]:,} ({funnel[1]:,} inferred)   reached SQL: {funnel[2]:,} "
+                   f"({funnel[3]:,} inferred)")
+        out.append("\nMQL→SQL cohorts, all contacts (marts.mql_sql_conversion_cohorts; * = still open):")
+        rows = conn.execute(
+            "select cohort_period, months_since_mql, mqls, conversion_rate, is_complete"
+            " from marts.mql_sql_conversion_cohorts where segment_type = 'all'"
+            " order by cohort_period, months_since_mql").fetchall()
+        out += _cohort_table(rows)
+        lagged = conn.execute(
+            "select period, lag_periods, sqls, mqls, rate from marts.mql_sql_lagged_conversion"
+            " where segment_type = 'all' and lag_periods in (0, 2) order by period desc, lag_periods"
+            " limit 8").fetchall()
+        out.append("\nLagged conversion (SQLs in period / MQLs in period − lag), latest periods:")
+        out += [f"  {p:%Y-%m}  lag {lag}:  {s:>5} / {m:<5} = {'' if r is None else f'{r:.1%}'}"
+                for p, lag, s, m, r in lagged]
+        queue = conn.execute("select count(*) from marts.sql_handoff_queue").fetchone()[0]
+        out.append(f"\nNew SQLs waiting for the CRM (marts.sql_handoff_queue): {queue:,}")
+    out += ["", "Where to look next:",
+            f"  psql \"$(handoff warehouse url --role bi_reader)\"   # the marts, as a BI tool sees them",
+            "  handoff dbt docs generate && handoff dbt docs serve  # lineage and definitions",
+            "  config/funnel.yml                                  # the SLA as code: change it, rerun",
+            f"  {settings.paths().airflow_home}/logs                # task logs of the run"]
+    return "\n".join(out)
+
+
+def _cohort_table(rows) -> list[str]:
+    by_cohort: dict = {}
+    for cohort, k, mqls, rate, complete in rows:
+        entry = by_cohort.setdefault(cohort, {"mqls": mqls, "rates": {}})
+        entry["rates"][k] = f"{rate:.0%}" + ("" if complete else "*")
+    if not by_cohort:
+        return ["  (no MQLs yet)"]
+    width = max(len(e["rates"]) for e in by_cohort.values())
+    lines = ["  cohort   MQLs " + "".join(f"{'+' + str(k):>7}" for k in range(width))]
+    for cohort, entry in sorted(by_cohort.items()):
+        cells = "".join(f"{entry['rates'].get(k, ''):>7}" for k in range(width))
+        lines.append(f"  {cohort:%Y-%m}  {entry['mqls']:>5}{cells}")
+    return lines

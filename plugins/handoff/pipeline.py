@@ -1,0 +1,84 @@
+"""The bodies of the daily DAG's tasks: resolve credentials from Airflow connections, call the plain-Python
+modules that do the work, return a small summary (counts only: it becomes an XCom, so never a secret)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from handoff import settings
+
+
+def conninfo(conn_id: str) -> str:
+    """A libpq connection string from an Airflow connection (env var, secrets backend or metadata DB)."""
+    import psycopg  # noqa: PLC0415
+    from airflow.sdk.bases.hook import BaseHook  # noqa: PLC0415
+
+    conn = BaseHook.get_connection(conn_id)
+    return psycopg.conninfo.make_conninfo(
+        host=conn.host, port=conn.port or 5432, dbname=conn.schema, user=conn.login, password=conn.password,
+        connect_timeout=10, application_name=f"handoff-{conn_id}",
+    )
+
+
+def crm_client():
+    """The CRM client for the ``handoff_crm`` connection: host = API base URL, password = private-app token."""
+    from airflow.sdk.bases.hook import BaseHook  # noqa: PLC0415
+
+    from handoff.crm.client import CrmClient  # noqa: PLC0415
+
+    conn = BaseHook.get_connection(settings.CONN_CRM)
+    base = conn.host if "://" in (conn.host or "") else f"https://{conn.host}"
+    if conn.port and f":{conn.port}" not in base:
+        base = f"{base}:{conn.port}"
+    return CrmClient(base, conn.password)
+
+
+def extract_load_crm(interval_start: datetime, interval_end: datetime) -> dict:
+    from handoff import sources  # noqa: PLC0415
+
+    cfg = sources.load()
+    loader = conninfo(settings.CONN_LOADER)
+    if cfg.crm.mode == "csv":
+        from handoff.load.crm_csv import load_crm_csv  # noqa: PLC0415
+
+        return load_crm_csv(loader, cfg.crm.csv_dir, cfg.crm.csv_mapping, interval_end=interval_end)
+    from handoff.extract.crm_api import sync_crm  # noqa: PLC0415
+
+    with crm_client() as client:
+        return sync_crm(loader, client, interval_end=interval_end)
+
+
+def extract_load_analytics(interval_start: datetime, interval_end: datetime) -> dict:
+    from handoff import sources  # noqa: PLC0415
+    from handoff.load.analytics import load_analytics_files  # noqa: PLC0415
+
+    cfg = sources.load()
+    return load_analytics_files(conninfo(settings.CONN_LOADER), cfg.analytics.landing, interval_start, interval_end,
+                                max_bad_share=cfg.analytics.max_bad_share)
+
+
+def dbt_env_from_airflow() -> dict[str, str]:
+    from airflow.sdk.bases.hook import BaseHook  # noqa: PLC0415
+
+    conn = BaseHook.get_connection(settings.CONN_TRANSFORMER)
+    return {"HANDOFF_DBT_HOST": conn.host, "HANDOFF_DBT_PORT": str(conn.port or 5432),
+            "HANDOFF_DBT_DBNAME": conn.schema, "HANDOFF_DBT_USER": conn.login, "HANDOFF_DBT_PASSWORD": conn.password}
+
+
+def dbt_source_freshness(interval_end: datetime) -> dict:
+    """``dbt source freshness`` before the build: a source that stopped arriving fails the run here."""
+    from handoff import dbt_runner  # noqa: PLC0415
+
+    res = dbt_runner.run(["source", "freshness", "--vars", f"{{data_interval_end: '{interval_end.isoformat()}'}}"],
+                         quiet=True, check=False, needs_db=False, env=dbt_env_from_airflow())
+    if res.returncode != 0:
+        raise RuntimeError("dbt source freshness failed: a source is stale or missing\n" + res.stdout[-4000:])
+    return {"status": "fresh"}
+
+
+def push_sqls(interval_start: datetime, interval_end: datetime, *, run_id: str | None, dry_run: bool) -> dict:
+    from handoff.push import push_queue  # noqa: PLC0415
+
+    with crm_client() as client:
+        return push_queue(conninfo(settings.CONN_PUSHER), client, run_id=run_id or "manual",
+                          as_of=interval_end, dry_run=dry_run)

@@ -1,0 +1,118 @@
+-- raw and ops: the tables the loader and the pusher own. Idempotent (safe to apply on every `warehouse up`).
+-- staging/intermediate/marts belong to dbt. Column meanings: docs/data-contracts.md.
+
+create schema if not exists raw;
+create schema if not exists ops;
+create schema if not exists staging;
+create schema if not exists intermediate;
+create schema if not exists marts;
+
+-- CRM objects: one append-only table per object type, the object kept whole as jsonb.
+do $$
+declare
+    obj text;
+begin
+    foreach obj in array array['owners', 'companies', 'contacts', 'deals', 'meetings', 'calls', 'tasks'] loop
+        execute format($f$
+            create table if not exists raw.%I (
+                _batch_id   uuid        not null,
+                _loaded_at  timestamptz not null,
+                _source     text        not null,
+                record_id   text        not null,
+                updated_at  timestamptz,
+                archived    boolean     not null default false,
+                record      jsonb       not null
+            )$f$, 'crm_' || obj);
+        execute format('create index if not exists %I on raw.%I (record_id, updated_at)',
+                       'crm_' || obj || '_record_idx', 'crm_' || obj);
+    end loop;
+end
+$$;
+
+create table if not exists raw.analytics_events (
+    _batch_id    uuid        not null,
+    _loaded_at   timestamptz not null,
+    _source      text        not null,
+    _line        bigint      not null,
+    message_id   text        not null,
+    event_type   text        not null,
+    event_name   text,
+    anonymous_id text,
+    user_id      text,
+    event_at     timestamptz not null,
+    received_at  timestamptz not null,
+    record       jsonb       not null
+);
+create index if not exists analytics_events_received_idx on raw.analytics_events (received_at);
+
+create table if not exists raw.quarantine (
+    _batch_id   uuid        not null,
+    _loaded_at  timestamptz not null,
+    _source     text        not null,
+    _line       bigint,
+    record_ref  text,
+    raw_text    text,
+    reason      text        not null
+);
+
+create table if not exists ops.load_log (
+    batch_id            uuid primary key,
+    source              text        not null,
+    source_kind         text        not null,
+    data_interval_start timestamptz,
+    data_interval_end   timestamptz,
+    started_at          timestamptz not null,
+    finished_at         timestamptz,
+    rows_read           bigint      not null default 0,
+    rows_loaded         bigint      not null default 0,
+    rows_quarantined    bigint      not null default 0,
+    status              text        not null,
+    error               text,
+    sha256              text,  -- the file's checksum for file batches (also for rejected ones), else null
+    constraint load_log_counts_reconcile check (status <> 'loaded' or rows_read = rows_loaded + rows_quarantined)
+);
+
+alter table ops.load_log add column if not exists sha256 text;
+create index if not exists load_log_sha256_idx on ops.load_log (sha256) where sha256 is not null;
+
+create table if not exists ops.file_ledger (
+    sha256      text primary key,
+    path        text        not null,
+    size_bytes  bigint      not null,
+    file_date   date,
+    batch_id    uuid        not null references ops.load_log (batch_id),
+    loaded_at   timestamptz not null
+);
+
+create table if not exists ops.crm_watermarks (
+    object_type text primary key,
+    watermark   timestamptz not null,
+    batch_id    uuid        not null,
+    updated_at  timestamptz not null
+);
+
+create table if not exists ops.crm_push_log (
+    push_id         bigserial primary key,
+    run_id          text        not null,
+    contact_id      text        not null,
+    sql_at          timestamptz not null,
+    dedupe_key      text        not null,
+    action          text        not null,  -- update_contact, create_task, readback
+    attempt         int         not null,
+    status          text        not null,  -- sent, succeeded, failed, parked, skipped
+    crm_object_id   text,
+    http_status     int,
+    reason          text,
+    attempted_at    timestamptz not null default clock_timestamp()
+);
+create index if not exists crm_push_log_key_idx on ops.crm_push_log (dedupe_key, action, status);
+
+create table if not exists ops.crm_push_preview (
+    run_id        text        not null,
+    contact_id    text        not null,
+    dedupe_key    text        not null,
+    action        text        not null,  -- create, update, skip
+    reason        text,
+    payload       jsonb,
+    previewed_at  timestamptz not null default clock_timestamp()
+);

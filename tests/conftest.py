@@ -1,0 +1,47 @@
+"""Shared fixtures: the project's own local PostgreSQL (started if needed) with a throw-away test database."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "plugins"))
+
+from handoff import warehouse  # noqa: E402
+
+TEST_DB = os.environ.get("HANDOFF_TEST_DB", "handoff_test")
+
+
+@pytest.fixture(scope="session")
+def wh_target() -> warehouse.Target:
+    """A fresh database (``handoff_test``) on the warehouse, with schemas, tables and roles set up."""
+    base = warehouse.target()
+    if base.local:
+        warehouse.LocalCluster().up(log=lambda *_: None)
+    tgt = dataclasses.replace(base, dbname=TEST_DB)
+    admin_db = "postgres" if base.local else base.dbname
+    with psycopg.connect(tgt.conninfo("admin", dbname=admin_db), autocommit=True) as conn:
+        conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", [TEST_DB])
+        conn.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(TEST_DB)))
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(TEST_DB)))
+    warehouse.setup(dataclasses.replace(tgt, local=False), log=lambda *_: None)
+    return tgt
+
+
+@pytest.fixture
+def wh(wh_target: warehouse.Target):
+    """The test database, emptied of raw and ops rows before each test. Yields the Target."""
+    with psycopg.connect(wh_target.conninfo("admin"), autocommit=True) as conn:
+        tables = conn.execute(
+            "select format('%I.%I', schemaname, tablename) from pg_tables where schemaname in ('raw', 'ops')"
+        ).fetchall()
+        if tables:
+            conn.execute("truncate " + ", ".join(t for (t,) in tables) + " cascade")
+    return wh_target

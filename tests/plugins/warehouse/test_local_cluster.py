@@ -1,0 +1,138 @@
+"""The local warehouse: starts, is idempotent, survives a crash, and says clearly what is wrong."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from handoff import warehouse
+from handoff.warehouse import local
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = local.LocalCluster(root=tmp_path_factory.mktemp("wh") / "warehouse", port=_free_port())
+    yield c
+    c.down(log=lambda *_: None)
+
+
+@pytest.mark.slow
+def test_up_is_idempotent_and_survives_a_killed_postmaster(cluster):
+    assert cluster.up(log=lambda *_: None) is True
+    assert cluster.up(log=lambda *_: None) is False  # second start: no-op
+    pid = cluster.postmaster_pid()
+    os.kill(pid, signal.SIGKILL)
+    while local._pid_alive(pid):  # the kill is asynchronous; wait for the process to be gone (or a zombie)
+        pass
+    assert not cluster.is_running()
+    assert (cluster.pgdata / "postmaster.pid").exists()  # the crash left its pid file behind
+    messages: list[str] = []
+    assert cluster.up(log=messages.append) is True
+    assert any("stale postmaster.pid" in m for m in messages)
+    assert cluster.is_running()
+    tgt = warehouse.Target("127.0.0.1", cluster.port, "postgres", cluster.credentials(), local=True)
+    with psycopg.connect(tgt.conninfo("admin")) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    assert cluster.down(log=lambda *_: None) is True
+    assert cluster.down(log=lambda *_: None) is False
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        c = local.LocalCluster(root=tmp_path / "warehouse", port=port)
+        with pytest.raises(local.WarehouseError, match=rf"Port {port} is already in use.*HANDOFF_WAREHOUSE_PORT"):
+            c.up(log=lambda *_: None)
+
+
+def test_no_binaries_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(local.shutil, "which", lambda name: None)
+    monkeypatch.setattr(local.Path, "glob", lambda self, pattern: iter(()))
+    real_import = builtins.__import__
+
+    def no_pgserver(name, *args, **kwargs):
+        if name == "pgserver":
+            raise ImportError("No module named 'pgserver'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pgserver)
+    with pytest.raises(local.WarehouseError, match=r"apt-get install postgresql-15.*pgserver==0\.1\.4.*HANDOFF_WAREHOUSE_URL"):
+        local.find_binaries()
+
+
+def test_pgserver_binaries_are_the_fallback(monkeypatch):
+    monkeypatch.setattr(local.shutil, "which", lambda name: None)
+    monkeypatch.setattr(local.Path, "glob", lambda self, pattern: iter(()))
+    found = local.find_binaries()
+    assert found.origin == "pgserver"
+    assert (found.bindir / "postgres").exists()
+
+
+@pytest.mark.parametrize("url, message", [
+    ("http://example/db", "must look like postgresql://"),
+    ("postgresql://nobody:wrong@127.0.0.1:{port}/handoff", "password authentication failed"),
+    ("postgresql://x:y@127.0.0.1:{closed}/handoff", "is the server running"),
+])
+def test_bad_warehouse_url_exits_non_zero_with_a_message(url, message, wh_target):
+    env = {**os.environ, "HANDOFF_WAREHOUSE_URL": url.format(port=wh_target.port, closed=_free_port()),
+           "HANDOFF_HOME": str(REPO / ".local")}
+    res = subprocess.run([sys.executable, "-m", "handoff.cli", "warehouse", "status"], env=env, capture_output=True,
+                         text=True, cwd=REPO)
+    assert res.returncode != 0
+    assert message in res.stderr
+
+
+@pytest.mark.parametrize("value, message", [
+    ("2026-02-30", "is not a date in the form YYYY-MM-DD"),
+    ("24/11/2026", "is not a date in the form YYYY-MM-DD"),
+    ("2999-01-01", "has not ended yet"),
+])
+def test_run_rejects_bad_dates(value, message):
+    res = subprocess.run([sys.executable, "-m", "handoff.cli", "run", "--date", value], capture_output=True,
+                         text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "plugins")})
+    assert res.returncode == 2
+    assert message in res.stderr
+
+
+def test_roles_are_least_privilege(wh):
+    """The BI reader cannot read raw or ops nor write; the loader cannot read marts; the pusher only the queue."""
+    with psycopg.connect(wh.conninfo("admin"), autocommit=True) as conn:
+        conn.execute("create table if not exists marts.probe (x int)")
+        conn.execute("grant select on marts.probe to handoff_bi_reader")
+    checks = [
+        ("bi_reader", "select * from raw.analytics_events limit 1"),
+        ("bi_reader", "select * from ops.load_log limit 1"),
+        ("bi_reader", "insert into marts.probe values (1)"),
+        ("bi_reader", "create table marts.evil (x int)"),
+        ("loader", "select * from marts.probe"),
+        ("pusher", "select * from marts.probe"),
+        ("pusher", "select * from raw.crm_contacts limit 1"),
+        ("transformer", "insert into raw.crm_contacts (_batch_id, _loaded_at, _source, record_id, record)"
+                        " values (gen_random_uuid(), now(), 'x', '1', '{}')"),
+    ]
+    for role, statement in checks:
+        with psycopg.connect(wh.conninfo(role), autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    with psycopg.connect(wh.conninfo("bi_reader")) as conn:
+        assert conn.execute("select count(*) from marts.probe").fetchone() == (0,)
+    with psycopg.connect(wh.conninfo("loader")) as conn:
+        assert conn.execute("select count(*) from raw.analytics_events").fetchone() == (0,)
