@@ -71,7 +71,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_crm_sandbox(args: argparse.Namespace) -> int:
     from handoff import crm_sandbox  # noqa: PLC0415
 
-    return crm_sandbox.main(args) or 0
+    return crm_sandbox.run(args) or 0
 
 
 def cmd_funnel(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ def ensure_sandbox_state(log=print) -> None:
                          "`handoff sample` first, or set AIRFLOW_CONN_HANDOFF_CRM to a real CRM")
     log(f"seeding the CRM sandbox from {sample_crm}")
     state.parent.mkdir(parents=True, exist_ok=True)
-    crm_sandbox.init_state(state, sample_crm)
+    crm_sandbox.init_from(state, sample_crm)
     marker.write_text(stamp)
 
 
