@@ -42,8 +42,13 @@ class Binaries:
 
 
 def find_binaries() -> Binaries:
-    """The PostgreSQL server binaries to use, best first; a clear error when there are none."""
+    """The PostgreSQL server binaries to use, best first; a clear error when there are none.
+
+    ``HANDOFF_PG_BINARIES=pgserver`` forces the wheel's binaries (to test that path on a machine that has both).
+    """
     candidates: list[Path] = []
+    if os.environ.get("HANDOFF_PG_BINARIES") == "pgserver":
+        return _pgserver_binaries() or _no_binaries()
     pg_config = shutil.which("pg_config")
     if pg_config:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
@@ -54,14 +59,19 @@ def find_binaries() -> Binaries:
     for bindir in candidates:
         if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists() and (bindir / "postgres").exists():
             return Binaries(bindir, "system")
+    return _pgserver_binaries() or _no_binaries()
+
+
+def _pgserver_binaries() -> Binaries | None:
     try:
         import pgserver  # noqa: PLC0415  (optional; heavy)
-
-        bindir = Path(pgserver.__file__).parent / "pginstall" / "bin"
-        if (bindir / "initdb").exists():
-            return Binaries(bindir, "pgserver")
     except ImportError:
-        pass
+        return None
+    bindir = Path(pgserver.__file__).parent / "pginstall" / "bin"
+    return Binaries(bindir, "pgserver") if (bindir / "initdb").exists() else None
+
+
+def _no_binaries() -> Binaries:
     raise WarehouseError(
         "No PostgreSQL server binaries found (looked for pg_config, /usr/lib/postgresql/*/bin and the pgserver "
         "wheel). Either install the server (Debian: `apt-get install postgresql-15`), or `pip install "

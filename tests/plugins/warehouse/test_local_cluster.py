@@ -25,8 +25,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+@pytest.fixture(params=["system", "pgserver"])
+def cluster(request, tmp_path_factory, monkeypatch):
+    """A throw-away cluster from the machine's binaries, and one from the pgserver wheel's (the fallback)."""
+    if request.param == "pgserver":
+        monkeypatch.setenv("HANDOFF_PG_BINARIES", "pgserver")
+    elif local.find_binaries().origin != "system":
+        pytest.skip("no system PostgreSQL binaries on this machine")
     c = local.LocalCluster(root=tmp_path_factory.mktemp("wh") / "warehouse", port=_free_port())
     yield c
     c.down(log=lambda *_: None)
@@ -35,6 +40,8 @@ def cluster(tmp_path_factory):
 @pytest.mark.slow
 def test_up_is_idempotent_and_survives_a_killed_postmaster(cluster):
     assert cluster.up(log=lambda *_: None) is True
+    expected = "pgserver" if os.environ.get("HANDOFF_PG_BINARIES") else "system"
+    assert local.find_binaries().origin == expected
     assert cluster.up(log=lambda *_: None) is False  # second start: no-op
     pid = cluster.postmaster_pid()
     os.kill(pid, signal.SIGKILL)
