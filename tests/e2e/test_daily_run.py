@@ -1,0 +1,126 @@
+"""End to end, as a new user would: a fresh HANDOFF_HOME with its own PostgreSQL cluster, a small sample, and the
+daily DAG run through Airflow (extract/load → dbt → push to the CRM sandbox). Then the same day again: nothing
+new loaded, the marts unchanged to the byte, nothing new sent to the CRM."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import psycopg
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+END = date(2026, 10, 31)
+MARTS = ["dim_contacts", "fct_contact_engagement_daily", "fct_contact_scores_daily", "fct_stage_transitions",
+         "mql_sql_conversion_cohorts", "mql_sql_lagged_conversion", "sql_handoff_queue"]
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("handoff_home")
+    env = {**os.environ, "HANDOFF_HOME": str(home), "HANDOFF_WAREHOUSE_PORT": str(_free_port()),
+           "PYTHONPATH": str(REPO / "plugins")}
+    for key in list(env):
+        if key.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "HANDOFF_WAREHOUSE_URL")):
+            env.pop(key)
+    run = _runner(env)
+    run("warehouse", "up")
+    run("sample", "--out", str(home / "sample"), "--contacts", "400", "--days", "60", "--seed", "7",
+        "--end-date", END.isoformat())
+    yield home, env, run
+    run("warehouse", "down", check=False)
+
+
+def _runner(env):
+    def run(*args, check=True):
+        res = subprocess.run([sys.executable, "-m", "handoff.cli", *args], env=env, cwd=REPO, capture_output=True,
+                             text=True, timeout=900)
+        if check and res.returncode != 0:
+            raise AssertionError(f"handoff {' '.join(args)} exited {res.returncode}\n{res.stdout[-3000:]}\n"
+                                 f"{res.stderr[-6000:]}")
+        return res
+    return run
+
+
+def _admin(home: Path, env) -> str:
+    creds = json.loads((home / "warehouse" / "credentials.json").read_text())["admin"]
+    return psycopg.conninfo.make_conninfo(host="127.0.0.1", port=env["HANDOFF_WAREHOUSE_PORT"], dbname="handoff",
+                                          user=creds["user"], password=creds["password"])
+
+
+def _mart_hashes(conninfo: str) -> dict[str, tuple[int, str]]:
+    out = {}
+    with psycopg.connect(conninfo) as conn:
+        for mart in MARTS:
+            out[mart] = conn.execute(
+                f"select count(*), coalesce(md5(string_agg(t::text, '|' order by t::text)), '')"
+                f" from marts.{mart} t").fetchone()
+    return out
+
+
+def test_a_day_runs_end_to_end_and_rerunning_it_changes_nothing(home):
+    home, env, run = home
+    first = run("run", "--date", END.isoformat())
+    assert "succeeded" in first.stderr
+    conninfo = _admin(home, env)
+    manifest = json.loads((home / "sample" / "manifest.json").read_text())
+
+    with psycopg.connect(conninfo) as conn:
+        # every analytics event of the sample landed (all 60 day folders: late files of earlier days included)
+        events = sum(1 for f in (home / "sample" / "analytics").rglob("*.jsonl.gz")
+                     for _ in gzip.open(f, "rt"))
+        loaded, bad = conn.execute("select count(*), (select count(*) from raw.quarantine)"
+                                   " from raw.analytics_events").fetchone()
+        assert (loaded, bad) == (events, 0)
+        log = conn.execute("select sum(rows_read), sum(rows_loaded), sum(rows_quarantined) from ops.load_log"
+                           " where source_kind = 'analytics' and status = 'loaded'").fetchone()
+        assert log == (events, events, 0)
+        # every CRM contact made it through to the dimension, once
+        contacts = conn.execute("select count(distinct record_id) from raw.crm_contacts").fetchone()[0]
+        assert contacts == manifest["contacts"]
+        assert conn.execute("select count(*) from marts.dim_contacts").fetchone()[0] == contacts
+        queue_after_push = conn.execute("select count(*) from marts.sql_handoff_queue").fetchone()[0]
+        pushed = conn.execute("select count(distinct dedupe_key) from ops.crm_push_log"
+                              " where action = 'create_task' and status = 'succeeded'").fetchone()[0]
+        sqls = conn.execute("select count(*) from marts.dim_contacts where sql_at is not null").fetchone()[0]
+    assert sqls > 0 and pushed > 0
+    hashes = _mart_hashes(conninfo)
+    raw_before = _raw_counts(conninfo)
+
+    second = run("run", "--date", END.isoformat())
+    assert "succeeded" in second.stderr
+    assert _raw_counts(conninfo)["raw.analytics_events"] == raw_before["raw.analytics_events"]
+    with psycopg.connect(conninfo) as conn:
+        pushed_again = conn.execute("select count(distinct dedupe_key) from ops.crm_push_log"
+                                    " where action = 'create_task' and status = 'succeeded'").fetchone()[0]
+        created_twice = conn.execute(
+            "select count(*) from (select dedupe_key from ops.crm_push_log where action = 'create_task'"
+            " and status = 'succeeded' group by 1 having count(*) > 1) d").fetchone()[0]
+    assert pushed_again == pushed and created_twice == 0
+    after = _mart_hashes(conninfo)
+    # the queue shrinks to what the CRM has not acknowledged; every other mart is identical to the byte
+    assert {k: v for k, v in after.items() if k != "sql_handoff_queue"} == \
+        {k: v for k, v in hashes.items() if k != "sql_handoff_queue"}
+    assert after["sql_handoff_queue"][0] <= queue_after_push
+
+
+def _raw_counts(conninfo: str) -> dict[str, int]:
+    with psycopg.connect(conninfo) as conn:
+        tables = [r[0] for r in conn.execute(
+            "select format('%I.%I', schemaname, tablename) from pg_tables where schemaname = 'raw'")]
+        return {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in tables}
