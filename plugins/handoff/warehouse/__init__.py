@@ -149,7 +149,7 @@ def _grant(conn: psycopg.Connection, tgt: Target) -> None:
         # transformer (dbt): reads raw, owns the dbt schemas, reads what the push acknowledged
         "grant usage on schema raw, ops to {transformer}",
         "grant select on all tables in schema raw to {transformer}",
-        "grant select on ops.crm_push_log, ops.load_log to {transformer}",
+        "grant select on ops.crm_push_log, ops.crm_push_acknowledged, ops.load_log to {transformer}",
         "grant usage, create on schema staging, intermediate, marts to {transformer}",
         # pusher: the queue (granted on the table by dbt's `grants` config) and its own log
         "grant usage on schema marts, ops to {pusher}",

@@ -91,21 +91,49 @@ create table if not exists ops.crm_watermarks (
     updated_at  timestamptz not null
 );
 
+-- The push's audit trail (plugins/handoff/push): one row per attempt per queue row and action, written as
+-- 'sent' BEFORE the CRM call and completed with the outcome after it. A 'sent' row that never got an
+-- outcome (the run died in between) is settled to 'unknown' by the next run, which then looks the task up
+-- by handoff_dedupe_key before creating it again.
 create table if not exists ops.crm_push_log (
     push_id         bigserial primary key,
     run_id          text        not null,
     contact_id      text        not null,
     sql_at          timestamptz not null,
     dedupe_key      text        not null,
-    action          text        not null,  -- update_contact, create_task, readback
-    attempt         int         not null,
-    status          text        not null,  -- sent, succeeded, failed, parked, skipped
+    action          text        not null,  -- check_lifecycle, update_contact, find_task, create_task, readback
+    attempt         int         not null,  -- 1, 2, ... per (dedupe_key, action), counted across runs
+    status          text        not null,  -- sent, succeeded, failed, unknown, parked, skipped, mismatch
     crm_object_id   text,
     http_status     int,
     reason          text,
-    attempted_at    timestamptz not null default clock_timestamp()
+    attempted_at    timestamptz not null default clock_timestamp(),
+    crm_contact_id  text,
+    finished_at     timestamptz,           -- when the outcome was recorded
+    detail          jsonb                  -- readback mismatches: {property: {sent, read}}
 );
 create index if not exists crm_push_log_key_idx on ops.crm_push_log (dedupe_key, action, status);
+create index if not exists crm_push_log_open_idx on ops.crm_push_log (push_id) where status = 'sent';
+-- at most one task acknowledged per SQL: a bug that would record a second one fails loudly instead
+create unique index if not exists crm_push_log_one_task_idx on ops.crm_push_log (dedupe_key)
+    where action = 'create_task' and status = 'succeeded';
+
+-- The acknowledgement contract (DESIGN.md: "one row per new SQL not yet acknowledged by the CRM"): an SQL is
+-- acknowledged once it has a succeeded create_task row (its task exists in the CRM), or a parked or skipped
+-- row (it never will: deleted contact, invalid owner, validation error, attempts exhausted, or a contact the
+-- CRM already has at opportunity or later). marts.sql_handoff_queue excludes these dedupe_keys.
+create or replace view ops.crm_push_acknowledged as
+select distinct on (dedupe_key)
+    dedupe_key,
+    contact_id,
+    coalesce(finished_at, attempted_at) as acknowledged_at,
+    status                              as outcome,
+    action,
+    crm_object_id,
+    reason
+from ops.crm_push_log
+where (action = 'create_task' and status = 'succeeded') or status in ('parked', 'skipped')
+order by dedupe_key, push_id;
 
 create table if not exists ops.crm_push_preview (
     run_id        text        not null,
@@ -114,5 +142,8 @@ create table if not exists ops.crm_push_preview (
     action        text        not null,  -- create, update, skip
     reason        text,
     payload       jsonb,
-    previewed_at  timestamptz not null default clock_timestamp()
+    previewed_at  timestamptz not null default clock_timestamp(),
+    crm_contact_id text,
+    sql_at        timestamptz
 );
+create index if not exists crm_push_preview_run_idx on ops.crm_push_preview (run_id);
