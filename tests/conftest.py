@@ -16,11 +16,12 @@ sys.path.insert(0, str(REPO / "plugins"))
 
 from handoff import warehouse  # noqa: E402
 
-TEST_DB = os.environ.get("HANDOFF_TEST_DB", "handoff_test")
+# one database per test session (parallel sessions never drop each other's), dropped at the end
+TEST_DB = os.environ.get("HANDOFF_TEST_DB", f"handoff_test_{os.getpid()}")
 
 
 @pytest.fixture(scope="session")
-def wh_target() -> warehouse.Target:
+def wh_target():
     """A fresh database (``handoff_test``) on the warehouse, with schemas, tables and roles set up."""
     base = warehouse.target()
     if base.local:
@@ -32,7 +33,9 @@ def wh_target() -> warehouse.Target:
         conn.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(TEST_DB)))
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(TEST_DB)))
     warehouse.setup(dataclasses.replace(tgt, local=False), log=lambda *_: None)
-    return tgt
+    yield tgt
+    with psycopg.connect(tgt.conninfo("admin", dbname=admin_db), autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(TEST_DB)))
 
 
 @pytest.fixture

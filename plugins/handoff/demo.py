@@ -109,7 +109,7 @@ def summary(tgt, day: date, seconds: float) -> str:
         queue = conn.execute("select count(*) from marts.sql_handoff_queue").fetchone()[0]
         out.append(f"\nNew SQLs waiting for the CRM (marts.sql_handoff_queue): {queue:,}")
     out += ["", "Where to look next:",
-            f"  psql \"$(handoff warehouse url --role bi_reader)\"   # the marts, as a BI tool sees them",
+            "  psql \"$(handoff warehouse url --role bi_reader)\"   # the marts, as a BI tool sees them",
             "  handoff dbt docs generate && handoff dbt docs serve  # lineage and definitions",
             "  config/funnel.yml                                  # the SLA as code: change it, rerun",
             f"  {settings.paths().airflow_home}/logs                # task logs of the run"]

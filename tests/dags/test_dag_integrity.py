@@ -69,9 +69,8 @@ def test_dags_have_tags_owner_and_retries(parsed):
 def test_daily_dag_covers_one_whole_day():
     sys.path.insert(0, str(REPO / "plugins"))
     from airflow.timetables.interval import CronDataIntervalTimetable
-    from pendulum import DateTime
-
     from handoff.airflow_run import interval_for
+    from pendulum import DateTime
 
     timetable = CronDataIntervalTimetable("0 0 * * *", timezone="UTC")
     start, end = interval_for(datetime(2026, 11, 24, tzinfo=UTC).date())

@@ -12,7 +12,8 @@ from handoff.push.config import SQL_STAGE
 
 # Columns of marts.sql_handoff_queue the push reads (by name; extra columns are ignored).
 REQUIRED_COLUMNS = ("contact_id", "crm_contact_id", "owner_id", "sql_at", "dedupe_key")
-OPTIONAL_COLUMNS = ("score", "rule_ids", "reasons", "top_content", "first_touch_channel", "last_activity_at")
+OPTIONAL_COLUMNS = ("score", "rules_fired", "rule_ids", "reasons", "top_content", "first_touch_channel",
+                    "last_activity_at")
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,14 @@ class QueueRow:
     def from_record(cls, rec: dict[str, Any]) -> QueueRow:
         def text(name: str) -> str | None:
             value = rec.get(name)
+            if isinstance(value, list | tuple):  # marts.sql_handoff_queue.rules_fired is a text[]
+                value = ", ".join(str(v) for v in value)
             return None if value is None or str(value).strip() == "" else str(value).strip()
 
         return cls(contact_id=str(rec["contact_id"]), crm_contact_id=text("crm_contact_id"),
                    owner_id=text("owner_id"), sql_at=rec["sql_at"], dedupe_key=str(rec["dedupe_key"]),
-                   score=rec.get("score"), rule_ids=text("rule_ids"), reasons=text("reasons"),
+                   score=rec.get("score"), rule_ids=text("rules_fired") or text("rule_ids"),
+                   reasons=text("reasons"),
                    top_content=text("top_content"), first_touch_channel=text("first_touch_channel"),
                    last_activity_at=rec.get("last_activity_at"))
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from handoff import warehouse
 from handoff.warehouse import local
 
@@ -81,7 +80,8 @@ def test_no_binaries_says_what_to_install(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_pgserver)
-    with pytest.raises(local.WarehouseError, match=r"apt-get install postgresql-15.*pgserver==0\.1\.4.*HANDOFF_WAREHOUSE_URL"):
+    expected = r"apt-get install postgresql-15.*pgserver==0\.1\.4.*HANDOFF_WAREHOUSE_URL"
+    with pytest.raises(local.WarehouseError, match=expected):
         local.find_binaries()
 
 

@@ -1,0 +1,48 @@
+-- Every contact under each segment type the definition reports (conversion.segments): all / original_source /
+-- persona / industry / company_size_band, with its MQL and SQL times. Missing values are 'unknown'.
+with
+
+contacts as (
+    select * from {{ ref('int_contacts_enriched') }}
+),
+
+stages as (
+    select * from {{ ref('int_contact_stages_assigned') }}
+),
+
+lists as (
+    select * from {{ ref('funnel_lists') }}
+),
+
+unpivoted as (
+    select
+        contacts.contact_id,
+        segments.segment_type,
+        coalesce(segments.segment_value, 'unknown') as segment_value
+    from contacts
+    cross join lateral (
+        values
+            ('all', 'all'),
+            ('original_source', contacts.original_source),
+            ('persona', contacts.persona),
+            ('industry', contacts.industry),
+            ('company_size_band', contacts.company_size_band)
+    ) as segments (segment_type, segment_value)
+),
+
+final as (
+    select
+        unpivoted.contact_id,
+        unpivoted.segment_type,
+        unpivoted.segment_value,
+        stages.mql_at,
+        stages.sql_at
+    from unpivoted
+    inner join lists
+        on lists.list_name = 'segments'
+        and lists.value = unpivoted.segment_type
+    inner join stages
+        on unpivoted.contact_id = stages.contact_id
+)
+
+select * from final

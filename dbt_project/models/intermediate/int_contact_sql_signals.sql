@@ -1,0 +1,31 @@
+-- The first decision signal (the definition's sql.signals: demo / pricing / audit request, meeting booked ...)
+-- of each contact that sent one.
+with
+
+facts as (
+    select * from {{ ref('int_contact_engagement_facts') }}
+),
+
+lists as (
+    select * from {{ ref('funnel_lists') }}
+),
+
+signals as (
+    select facts.*
+    from facts
+    inner join lists
+        on lists.list_name = 'sql_signals'
+        and lists.value = facts.feature
+),
+
+final as (
+    select distinct on (contact_id)
+        contact_id,
+        occurred_at as first_signal_at,
+        feature as signal_feature,
+        source_id as signal_source_id
+    from signals
+    order by contact_id, occurred_at, feature
+)
+
+select * from final

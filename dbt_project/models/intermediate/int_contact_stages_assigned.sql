@@ -1,0 +1,233 @@
+-- The funnel stage dates of every contact, from our rules and from CRM evidence, with skipped stages inferred
+-- (DESIGN.md "Stage semantics"):
+--   lead         the contact's creation in the CRM;
+--   mql          rules: greatest(start of the first day the MQL rule held, lead_at);
+--   sql          rules: the first decision signal; crm: a rep setting a lifecycle stage the definition lists
+--                (sql.crm_lifecycle_stages; handoff's own INTEGRATION writes are not evidence);
+--   opportunity  a deal associated with the contact was created (or the CRM lifecycle says so);
+--   customer     an associated deal closed won (or the CRM lifecycle says so);
+--   skipped      a later stage without an earlier one gives the earlier stage the later stage's time,
+--                flagged *_inferred;
+--   disqualified a negative rule with `disqualify`, or a rep's lead status the definition lists;
+--   recycled     a recycling lead status set at or after sql_at (sales sent the lead back to nurture).
+with
+
+contacts as (
+    select * from {{ ref('int_contacts_enriched') }}
+),
+
+rule_stages as (
+    select * from {{ ref('int_contact_rule_stages') }}
+),
+
+sql_signals as (
+    select * from {{ ref('int_contact_sql_signals') }}
+),
+
+lifecycle_history as (
+    select * from {{ ref('stg_crm__contact_lifecycle_history') }}
+),
+
+lead_status_history as (
+    select * from {{ ref('stg_crm__contact_lead_status_history') }}
+),
+
+deals as (
+    select * from {{ ref('stg_crm__deals') }}
+),
+
+deal_contacts as (
+    select * from {{ ref('stg_crm__deal_contacts') }}
+),
+
+lists as (
+    select * from {{ ref('funnel_lists') }}
+),
+
+crm_lifecycle as (
+    select
+        lifecycle_history.contact_id,
+        min(lifecycle_history.changed_at) filter (
+            where lifecycle_history.lifecycle_stage_raw in (
+                select value from lists where list_name = 'sql_crm_lifecycle_stages'
+            )
+        ) as crm_sql_at,
+        min(lifecycle_history.changed_at) filter (where lifecycle_history.lifecycle_stage = 'opportunity')
+            as crm_opportunity_at,
+        min(lifecycle_history.changed_at) filter (where lifecycle_history.lifecycle_stage = 'customer')
+            as crm_customer_at
+    from lifecycle_history
+    where coalesce(lifecycle_history.source_type, '') <> 'INTEGRATION'
+    group by lifecycle_history.contact_id
+),
+
+deal_evidence as (
+    select
+        deal_contacts.contact_id,
+        min(deals.created_at) as deal_created_at,
+        min(coalesce(deals.closed_at, deals.updated_at)) filter (where deals.is_closed_won) as deal_won_at
+    from deal_contacts
+    inner join deals
+        on deal_contacts.deal_id = deals.deal_id
+    where not deals.is_archived
+    group by deal_contacts.contact_id
+),
+
+crm_disqualified as (
+    select distinct on (lead_status_history.contact_id)
+        lead_status_history.contact_id,
+        lead_status_history.changed_at as crm_disqualified_at,
+        lead_status_history.lead_status as crm_disqualified_status
+    from lead_status_history
+    inner join lists
+        on lists.list_name = 'disqualify_crm_lead_statuses'
+        and lists.value = lead_status_history.lead_status
+    order by lead_status_history.contact_id, lead_status_history.changed_at
+),
+
+recycle_statuses as (
+    select lead_status_history.contact_id, lead_status_history.changed_at, lead_status_history.lead_status
+    from lead_status_history
+    inner join lists
+        on lists.list_name = 'recycle_crm_lead_statuses'
+        and lists.value = lead_status_history.lead_status
+),
+
+evidence as (
+    select
+        contacts.contact_id,
+        contacts.lead_at,
+        case when rule_stages.mql_date is not null
+            then greatest({{ utc_midnight('rule_stages.mql_date') }}, contacts.lead_at) end as rules_mql_at,
+        rule_stages.mql_score,
+        rule_stages.mql_rule_ids,
+        rule_stages.mql_rule_details,
+        case when sql_signals.first_signal_at is not null
+            then greatest(sql_signals.first_signal_at, contacts.lead_at) end as rules_sql_at,
+        sql_signals.signal_feature,
+        crm_lifecycle.crm_sql_at,
+        least(crm_lifecycle.crm_opportunity_at, deal_evidence.deal_created_at) as direct_opportunity_at,
+        least(crm_lifecycle.crm_customer_at, deal_evidence.deal_won_at) as customer_at,
+        case when rule_stages.disqualified_date is not null
+            then greatest({{ utc_midnight('rule_stages.disqualified_date') }}, contacts.lead_at) end
+            as rules_disqualified_at,
+        rule_stages.disqualifying_rule_ids,
+        crm_disqualified.crm_disqualified_at,
+        crm_disqualified.crm_disqualified_status
+    from contacts
+    left join rule_stages on contacts.contact_id = rule_stages.contact_id
+    left join sql_signals on contacts.contact_id = sql_signals.contact_id
+    left join crm_lifecycle on contacts.contact_id = crm_lifecycle.contact_id
+    left join deal_evidence on contacts.contact_id = deal_evidence.contact_id
+    left join crm_disqualified on contacts.contact_id = crm_disqualified.contact_id
+),
+
+opportunities as (
+    select
+        *,
+        least(direct_opportunity_at, customer_at) as opportunity_at,
+        customer_at is not null and (direct_opportunity_at is null or direct_opportunity_at > customer_at)
+            as opportunity_inferred,
+        least(rules_sql_at, crm_sql_at) as direct_sql_at
+    from evidence
+),
+
+sqls as (
+    select
+        *,
+        least(direct_sql_at, opportunity_at) as sql_at,
+        opportunity_at is not null and (direct_sql_at is null or direct_sql_at > opportunity_at) as sql_inferred
+    from opportunities
+),
+
+mqls as (
+    select
+        *,
+        least(rules_mql_at, sql_at) as mql_at,
+        sql_at is not null and (rules_mql_at is null or rules_mql_at > sql_at) as mql_inferred
+    from sqls
+),
+
+recycled as (
+    select distinct on (mqls.contact_id)
+        mqls.contact_id,
+        recycle_statuses.changed_at as recycled_at,
+        recycle_statuses.lead_status as recycled_status
+    from mqls
+    inner join recycle_statuses
+        on mqls.contact_id = recycle_statuses.contact_id
+        and recycle_statuses.changed_at >= mqls.sql_at
+    order by mqls.contact_id, recycle_statuses.changed_at
+),
+
+final as (
+    select
+        mqls.contact_id,
+        mqls.lead_at,
+        mqls.mql_at,
+        mqls.mql_inferred,
+        -- an inferred stage carries the evidence of the later stage it was inferred from
+        case
+            when mqls.mql_at is null then null
+            when not mqls.mql_inferred then 'rules'
+            when mqls.sql_inferred then 'crm'
+            when mqls.rules_sql_at is not null and mqls.rules_sql_at <= coalesce(mqls.crm_sql_at, mqls.rules_sql_at)
+                then 'rules'
+            else 'crm'
+        end as mql_evidence_source,
+        case when not mqls.mql_inferred then mqls.mql_rule_ids end as mql_rule_ids,
+        case when not mqls.mql_inferred then mqls.mql_rule_details end as mql_rule_details,
+        case when not mqls.mql_inferred then mqls.mql_score end as mql_score,
+        mqls.sql_at,
+        mqls.sql_inferred,
+        case
+            when mqls.sql_at is null then null
+            when mqls.sql_inferred then 'crm'
+            when mqls.rules_sql_at is not null and mqls.rules_sql_at <= coalesce(mqls.crm_sql_at, mqls.rules_sql_at)
+                then 'rules'
+            else 'crm'
+        end as sql_evidence_source,
+        case
+            when mqls.sql_at is null or mqls.sql_inferred then null
+            when mqls.rules_sql_at is not null and mqls.rules_sql_at <= coalesce(mqls.crm_sql_at, mqls.rules_sql_at)
+                then array['sql_signal.' || mqls.signal_feature]
+            else array['crm_lifecycle_stage']
+        end as sql_rule_ids,
+        mqls.opportunity_at,
+        mqls.opportunity_inferred,
+        mqls.customer_at,
+        least(mqls.rules_disqualified_at, mqls.crm_disqualified_at) as disqualified_at,
+        case
+            when mqls.rules_disqualified_at is null and mqls.crm_disqualified_at is null then null
+            when mqls.crm_disqualified_at is null or mqls.rules_disqualified_at <= mqls.crm_disqualified_at
+                then 'rules'
+            else 'crm'
+        end as disqualified_evidence_source,
+        case
+            when mqls.rules_disqualified_at is null and mqls.crm_disqualified_at is null then null
+            when mqls.crm_disqualified_at is null or mqls.rules_disqualified_at <= mqls.crm_disqualified_at
+                then 'rule: ' || array_to_string(mqls.disqualifying_rule_ids, ', ')
+            else 'crm lead status: ' || mqls.crm_disqualified_status
+        end as disqualified_reason,
+        case
+            when mqls.crm_disqualified_at is null or mqls.rules_disqualified_at <= mqls.crm_disqualified_at
+                then mqls.disqualifying_rule_ids
+        end as disqualified_rule_ids,
+        recycled.recycled_at,
+        recycled.recycled_status
+    from mqls
+    left join recycled on mqls.contact_id = recycled.contact_id
+)
+
+select
+    *,
+    case
+        when customer_at is not null then 'customer'
+        when disqualified_at is not null then 'disqualified'
+        when recycled_at is not null and (opportunity_at is null or opportunity_at <= recycled_at) then 'recycled'
+        when opportunity_at is not null then 'opportunity'
+        when sql_at is not null then 'sql'
+        when mql_at is not null then 'mql'
+        else 'lead'
+    end as current_stage
+from final

@@ -1,0 +1,40 @@
+-- The run's data interval: the vars the DAG passes, or (when null) everything the warehouse holds, ending at the
+-- midnight after the latest event or CRM change. `interval_end_date` is the last day a run reports on.
+with
+
+events as (
+    select * from {{ ref('int_events_attributed') }}
+),
+
+contacts as (
+    select * from {{ ref('stg_crm__contacts') }}
+),
+
+data_end as (
+    select
+        date_trunc('day', greatest(
+            (select max(received_at) from events),
+            (select max(updated_at) from contacts)
+        ) at time zone 'UTC') + interval '1 day' as data_end_utc
+),
+
+final as (
+    select
+        {% if var('data_interval_start') %}
+            cast('{{ var("data_interval_start") }}' as timestamptz)
+        {% else %}
+            cast(null as timestamptz)
+        {% endif %} as interval_start_at,
+        {% if var('data_interval_end') %}
+            cast('{{ var("data_interval_end") }}' as timestamptz)
+        {% else %}
+            coalesce(data_end_utc at time zone 'UTC', '1970-01-02'::timestamptz)
+        {% endif %} as interval_end_at
+    from data_end
+)
+
+select
+    interval_start_at,
+    interval_end_at,
+    {{ utc_date("interval_end_at - interval '1 microsecond'") }} as interval_end_date
+from final

@@ -1,0 +1,38 @@
+with
+
+source as (
+    select * from {{ source('crm', 'crm_calls') }}
+),
+
+latest as (
+    select distinct on (record_id) *
+    from source
+    order by record_id, updated_at desc nulls last, _loaded_at desc
+),
+
+final as (
+    select
+        record_id as call_id,
+        {{ safe_timestamptz(prop('record', 'hs_timestamp')) }} as activity_at,
+        upper({{ prop('record', 'hs_call_direction') }}) as call_direction,
+        {{ prop('record', 'hs_call_disposition') }} as call_disposition,
+        {{ prop('record', 'hs_call_title') }} as title,
+        {{ prop('record', 'hubspot_owner_id') }} as owner_id,
+        coalesce(
+            {{ safe_timestamptz(prop('record', 'hs_createdate')) }},
+            {{ safe_timestamptz("nullif(record ->> 'createdAt', '')") }}
+        ) as created_at,
+        coalesce({{ safe_timestamptz(prop('record', 'hs_lastmodifieddate')) }}, updated_at) as updated_at,
+        array(
+            select distinct assoc ->> 'id'
+            from jsonb_array_elements(
+                case when jsonb_typeof(record -> 'associations' -> 'contacts' -> 'results') = 'array'
+                    then record -> 'associations' -> 'contacts' -> 'results' else '[]'::jsonb end
+            ) as assoc
+            where assoc ->> 'id' is not null
+        ) as contact_ids,
+        archived as is_archived
+    from latest
+)
+
+select * from final

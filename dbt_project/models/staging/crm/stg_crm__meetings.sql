@@ -1,0 +1,37 @@
+with
+
+source as (
+    select * from {{ source('crm', 'crm_meetings') }}
+),
+
+latest as (
+    select distinct on (record_id) *
+    from source
+    order by record_id, updated_at desc nulls last, _loaded_at desc
+),
+
+final as (
+    select
+        record_id as meeting_id,
+        {{ safe_timestamptz(prop('record', 'hs_timestamp')) }} as activity_at,
+        upper({{ prop('record', 'hs_meeting_outcome') }}) as meeting_outcome,
+        {{ prop('record', 'hs_meeting_title') }} as title,
+        {{ prop('record', 'hubspot_owner_id') }} as owner_id,
+        coalesce(
+            {{ safe_timestamptz(prop('record', 'hs_createdate')) }},
+            {{ safe_timestamptz("nullif(record ->> 'createdAt', '')") }}
+        ) as created_at,
+        coalesce({{ safe_timestamptz(prop('record', 'hs_lastmodifieddate')) }}, updated_at) as updated_at,
+        array(
+            select distinct assoc ->> 'id'
+            from jsonb_array_elements(
+                case when jsonb_typeof(record -> 'associations' -> 'contacts' -> 'results') = 'array'
+                    then record -> 'associations' -> 'contacts' -> 'results' else '[]'::jsonb end
+            ) as assoc
+            where assoc ->> 'id' is not null
+        ) as contact_ids,
+        archived as is_archived
+    from latest
+)
+
+select * from final

@@ -1,0 +1,121 @@
+"""handoff.funnel: validation errors name the rule/key and the problem; the committed seeds match config/funnel.yml."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+import yaml
+from handoff import funnel, settings
+
+BASE = settings.FUNNEL_DEFINITION.read_text(encoding="utf-8")
+
+
+def _doc() -> dict:
+    return yaml.safe_load(BASE)
+
+
+def _with(mutate) -> str:
+    doc = _doc()
+    mutate(doc)
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def _rule(doc: dict, rule_id: str) -> dict:
+    return next(r for r in doc["scoring"]["rules"] if r["id"] == rule_id)
+
+
+def _problems(text: str) -> str:
+    with pytest.raises(funnel.FunnelDefinitionError) as exc:
+        funnel.loads(text, source="funnel.yml")
+    return str(exc.value)
+
+
+def test_default_definition_is_valid():
+    defn = funnel.load()
+    assert defn.version == "2026.11.1"
+    assert len(defn.rules) == 26
+    assert defn.mql_score_threshold == 50 and defn.half_life_days == 30
+    assert [r.rule_id for r in defn.rules if r.disqualify] == ["neg_competitor", "neg_job_applicant"]
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda d: _rule(d, "web_visit").update(feature="sesions"), ["rule 'web_visit'", "unknown feature 'sesions'"]),
+    (lambda d: _rule(d, "repeat_visitor").update(operator="=>"), ["rule 'repeat_visitor'", "bad operator '=>'"]),
+    (lambda d: _rule(d, "fit_revenue").update(value="ten million"),
+     ["rule 'fit_revenue'", "needs a number, got 'ten million'"]),
+    (lambda d: _rule(d, "fit_persona").update(operator=">="), ["rule 'fit_persona'", "does not apply to text"]),
+    (lambda d: _rule(d, "fit_industry").update(value="COMPUTER_SOFTWARE"),
+     ["rule 'fit_industry'", "needs a non-empty list of strings"]),
+    (lambda d: d["scoring"].update(half_life_days=-5), ["scoring.half_life_days", "greater than 0, got -5"]),
+    (lambda d: d["scoring"].update(half_life_days=0), ["scoring.half_life_days", "greater than 0, got 0"]),
+    (lambda d: d["scoring"]["rules"].append(dict(_rule(d, "web_visit"))), ["duplicate rule id 'web_visit'"]),
+    (lambda d: _rule(d, "form_fill").pop("points"), ["rule 'form_fill'", "missing `points`"]),
+    (lambda d: _rule(d, "form_fill").update(window_days=0),
+     ["rule 'form_fill'", "`window_days` must be greater than 0"]),
+    (lambda d: _rule(d, "form_fill").update(window_days=-7), ["rule 'form_fill'", "greater than 0, got -7"]),
+    (lambda d: _rule(d, "neg_student").update(points=20), ["rule 'neg_student'", "needs negative `points`"]),
+    (lambda d: _rule(d, "neg_careers_browsing").update(operator="<", value=3),
+     ["would hold for a contact with no activity"]),
+    (lambda d: d["conversion"].update(segments=["all", "region"]), ["conversion.segments", "unknown value 'region'"]),
+    (lambda d: d["conversion"].update(sales_cycle_lag_periods=5),
+     ["sales_cycle_lag_periods 5 is not in lags_to_report"]),
+    (lambda d: d["conversion"].update(cohort_grain="quarter"), ["cohort_grain must be month or week, got 'quarter'"]),
+    (lambda d: d["conversion"]["healthy_band"].update(min_rate=0.5, max_rate=0.2),
+     ["healthy_band: min_rate 0.5 is greater than max_rate 0.2"]),
+    (lambda d: d["events"].update({"Webinar Attended": "webinar_views"}),
+     ["'Webinar Attended' maps to unknown feature"]),
+    (lambda d: d["sql"].update(signals=["demo_requests", "fax_received"]),
+     ["sql.signals", "unknown value 'fax_received'"]),
+])
+def test_invalid_definitions_are_rejected_with_the_rule_and_problem(mutate, expected):
+    message = _problems(_with(mutate))
+    for fragment in expected:
+        assert fragment in message, message
+
+
+def test_errors_carry_the_line_number():
+    text = BASE.replace("feature: sessions,", "feature: sessionz,", 1)
+    line = next(i for i, ln in enumerate(text.splitlines(), start=1) if "sessionz" in ln)
+    assert f"line {line}: rule 'web_visit'" in _problems(text)
+
+
+def test_every_problem_is_reported_at_once():
+    def mutate(d):
+        _rule(d, "web_visit").update(feature="nope")
+        d["mql"].update(score_threshold=-1)
+    message = _problems(_with(mutate))
+    assert "unknown feature 'nope'" in message and "mql.score_threshold" in message
+
+
+def test_committed_seeds_are_in_sync_with_the_definition():
+    stale = funnel.out_of_sync(funnel.load())
+    assert stale == [], f"run `handoff funnel compile`: {stale} differ from config/funnel.yml"
+
+
+def test_compile_writes_rules_as_data(tmp_path: Path):
+    doc = _doc()
+    _rule(doc, "pricing_page").update(points=7, cap=21)
+    defn = funnel.loads(yaml.safe_dump(doc, sort_keys=False))
+    funnel.compile(defn, tmp_path)
+    rows = {r["rule_id"]: r for r in csv.DictReader(io.StringIO((tmp_path / "funnel_rules.csv").read_text()))}
+    assert rows["pricing_page"]["points"] == "7" and rows["pricing_page"]["cap"] == "21"
+    assert rows["pricing_page"]["decays"] == "true" and rows["repeat_visitor"]["decays"] == "false"
+    lists = list(csv.DictReader(io.StringIO((tmp_path / "funnel_lists.csv").read_text())))
+    assert {"list_name": "rule.fit_cms", "value": "hubspot"} in lists
+    settings_rows = dict(csv.reader(io.StringIO((tmp_path / "funnel_settings.csv").read_text())))
+    assert settings_rows["mql_score_threshold"] == "50" and settings_rows["cohort_grain"] == "month"
+    bands = list(csv.DictReader(io.StringIO((tmp_path / "company_size_bands.csv").read_text())))
+    assert bands[-1] == {"band": "5001+", "min_employees": "5001", "max_employees": "", "band_order": "5"}
+
+
+def test_cli_check_and_compile(tmp_path: Path, capsys):
+    bad = tmp_path / "funnel.yml"
+    bad.write_text(BASE.replace("half_life_days: 30", "half_life_days: -1"))
+    assert funnel.main(["check", "--definition", str(bad), "--seeds-dir", str(tmp_path)]) == 2
+    assert "half_life_days" in capsys.readouterr().err
+    assert funnel.main(["check", "--seeds-dir", str(tmp_path)]) == 1  # valid, but no seeds there yet
+    assert funnel.main(["compile", "--seeds-dir", str(tmp_path)]) == 0
+    assert funnel.main(["check", "--seeds-dir", str(tmp_path)]) == 0
