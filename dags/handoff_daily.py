@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
-
 from handoff.dbt_dag import dbt_build_group
 
 DEFAULT_ARGS = {
