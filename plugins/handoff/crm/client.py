@@ -1,0 +1,360 @@
+"""A thin HubSpot CRM v3 client: one rate-limited, retrying transport (``_request``) and the reads handoff needs.
+
+Why not the official ``hubspot-api-client`` SDK: the SDK deserializes responses into generated models, which drop
+fields the model does not know (custom properties survive, but e.g. ``archivedAt`` on some objects, or anything
+HubSpot adds later, does not), while raw tables must keep the object exactly as the API returned it; it has no
+rate limiter shared across its sub-clients (each API class retries on its own via urllib3, sleeping inside the
+SDK); and it would add a second HTTP stack next to ``httpx``. A ~300-line ``httpx`` client gives us the exact
+JSON, one token bucket for every request the process sends (reads now, the push's writes later), retries we
+control and can test deterministically, and one place that guarantees the token never reaches a log line, an
+exception or a repr. The sandbox accepts what the SDK sends; this client sends the same requests.
+
+Retries: 429 waits for ``Retry-After`` (or the ``X-HubSpot-RateLimit-Interval-Milliseconds`` window when
+``X-HubSpot-RateLimit-Remaining`` is 0) and pauses the shared limiter; 5xx, timeouts and connection errors back
+off exponentially with full jitter. At most ``max_attempts`` attempts per request; other 4xx fail at once with
+HubSpot's message and correlation id.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+SEARCH_RESULT_CAP = 10_000  # HubSpot's search returns at most this many results per query
+SEARCH_PAGE = 200
+LIST_PAGE = 100
+LIST_PAGE_WITH_HISTORY = 50
+BATCH_MAX = 100
+LASTMODIFIED = {"contacts": "lastmodifieddate"}  # others: hs_lastmodifieddate
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+
+class CrmError(RuntimeError):
+    """A CRM request that failed for good: the status, HubSpot's category/message and correlation id."""
+
+    def __init__(self, message: str, *, status: int | None = None, category: str | None = None,
+                 correlation_id: str | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.category = category
+        self.correlation_id = correlation_id
+        self.body = body
+
+
+class RateLimiter:
+    """A thread-safe token bucket: ``rate`` requests per ``per`` seconds, bursts up to ``rate``.
+
+    ``pause(seconds)`` empties the bucket for that long (the server said 429): every thread sharing the limiter
+    waits, not just the one that was refused.
+    """
+
+    def __init__(self, rate: int = 100, per: float = 10.0, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate <= 0 or per <= 0:
+            raise ValueError(f"rate limiter needs rate > 0 and per > 0, got {rate}/{per}s")
+        self.rate, self.per = rate, per
+        self._clock, self._sleep = clock, sleep
+        self._tokens = float(rate)
+        self._updated = clock()
+        self._blocked_until = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, waiting as long as needed; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                if now < self._blocked_until:
+                    wait = self._blocked_until - now
+                else:
+                    self._tokens = min(float(self.rate), self._tokens + (now - self._updated) * self.rate / self.per)
+                    self._updated = now
+                    if self._tokens >= 1 - 1e-9:  # tolerate float rounding (0.9999999999999998 is a token)
+                        self._tokens = max(0.0, self._tokens - 1)
+                        return waited
+                    # at least 1 ms: a wait so small the clock cannot advance by it would spin forever
+                    wait = max((1 - self._tokens) * self.per / self.rate, 0.001)
+            self._sleep(wait)
+            waited += wait
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            now = self._clock()
+            self._blocked_until = max(self._blocked_until, now + seconds)
+            self._tokens = 0.0
+            self._updated = max(self._updated, now + seconds)
+
+
+def _ms(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
+
+
+def _parse_ms(value: Any) -> int | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return _ms(dt)
+
+
+class CrmClient:
+    """HubSpot CRM v3 client (a context manager). ``base_url`` like ``https://api.hubapi.com``; ``token`` a
+    private-app token. The token is kept out of ``repr``, logs and exceptions."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = 30, rate_limiter: RateLimiter | None = None,
+                 max_attempts: int = 6, transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep, backoff_base: float = 0.5,
+                 backoff_cap: float = 30.0) -> None:
+        if not token:
+            raise ValueError("CrmClient needs a token (the handoff_crm connection's password is empty)")
+        self.base_url = base_url.rstrip("/")
+        self.max_attempts = max(1, max_attempts)
+        self.rate_limiter = rate_limiter or RateLimiter(sleep=sleep)
+        self._sleep = sleep
+        self._backoff_base, self._backoff_cap = backoff_base, backoff_cap
+        self._random = random.Random()
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
+                                  headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
+                                           "User-Agent": "handoff-crm-client/0.1"})
+        self.requests_sent = 0
+
+    def __repr__(self) -> str:
+        return f"CrmClient(base_url={self.base_url!r})"
+
+    def __enter__(self) -> CrmClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ------------------------------------------------------------------------------------------ transport
+
+    def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None,
+                 retry_on_timeout: bool = True) -> httpx.Response:
+        """Send one API request through the shared limiter with retries; returns a 2xx response or raises
+        ``CrmError``. Pass ``retry_on_timeout=False`` for writes that must not be repeated blindly."""
+        what = f"{method} {path}"
+        last: str = ""
+        for attempt in range(1, self.max_attempts + 1):
+            self.rate_limiter.acquire()
+            self.requests_sent += 1
+            try:
+                resp = self._http.request(method, path, params=params, json=json)
+            except httpx.TimeoutException as exc:
+                last = f"timed out ({type(exc).__name__})"
+                if not retry_on_timeout:
+                    raise CrmError(f"{what} {last}; not retried (the write may or may not have happened)") from None
+            except httpx.TransportError as exc:
+                last = f"connection failed ({type(exc).__name__}: {exc})"
+            else:
+                if resp.status_code < 300:
+                    return resp
+                if resp.status_code == 429:
+                    delay = self._retry_after(resp)
+                    self.rate_limiter.pause(delay)
+                    last = f"429 rate limited ({_error_text(resp)})"
+                    # the shared limiter makes the next acquire() (ours and every other thread's) wait it out
+                    log.warning("%s: 429, waiting %.1fs (attempt %d/%d)", what, delay, attempt, self.max_attempts)
+                    continue
+                if resp.status_code not in RETRY_STATUSES:
+                    raise _api_error(what, resp)
+                last = f"{resp.status_code} ({_error_text(resp)})"
+            if attempt < self.max_attempts:
+                delay = self._random.uniform(0, min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1)))
+                log.warning("%s: %s; retrying in %.2fs (attempt %d/%d)", what, last, delay, attempt,
+                            self.max_attempts)
+                self._sleep(delay)
+        raise CrmError(f"{what} failed after {self.max_attempts} attempts; last: {last}")
+
+    @staticmethod
+    def _retry_after(resp: httpx.Response) -> float:
+        header = resp.headers.get("Retry-After")
+        if header:
+            try:
+                return max(0.0, float(header))
+            except ValueError:
+                pass
+        if resp.headers.get("X-HubSpot-RateLimit-Remaining") == "0":
+            interval = resp.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
+            if interval and interval.isdigit():
+                return int(interval) / 1000
+        return 1.0
+
+    def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        resp = self._request(method, path, **kw)
+        try:
+            return resp.json()
+        except ValueError:
+            raise CrmError(f"{method} {path}: the response is not JSON ({resp.text[:200]!r})",
+                           status=resp.status_code) from None
+
+    # ------------------------------------------------------------------------------------------ reads
+
+    def iter_objects(self, object_type: str, properties: Iterable[str], *,
+                     properties_with_history: Iterable[str] | None = None,
+                     associations: Iterable[str] | None = None, archived: bool = False,
+                     updated_since: datetime | None = None,
+                     updated_before: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Objects of one type as raw dicts, exactly as the API returned them.
+
+        Window: ``updated_since < updatedAt <= updated_before`` (either bound optional; archived records are
+        windowed on ``archivedAt``, falling back to ``updatedAt``). Routes:
+        - ``owners``: ``GET /crm/v3/owners`` (filtered client-side);
+        - archived, a first full sync (no ``updated_since``), or when ``associations`` are asked for (search
+          results carry none): the list endpoint, filtered client-side on the window;
+        - otherwise the search endpoint on the last-modified property, ascending, with the window split in
+          halves while a query matches more than 10,000 records; when ``properties_with_history`` is asked for,
+          each page's ids are re-read with ``batch/read`` (search results carry no history) and those objects
+          are yielded instead.
+        An object may be yielded twice when it changes while we page; loaders dedupe downstream.
+        """
+        properties = list(properties)
+        history = list(properties_with_history or [])
+        assoc = list(associations or [])
+        lo = _ms(updated_since) if updated_since is not None else None
+        hi = _ms(updated_before) if updated_before is not None else None
+        if object_type == "owners":
+            yield from self._windowed(self._list_owners(archived), lo, hi, archived)
+        elif archived or lo is None or assoc:
+            yield from self._windowed(self._list(object_type, properties, history, assoc, archived), lo, hi, archived)
+        else:
+            yield from self._search_window(object_type, properties, history, lo + 1,
+                                           (hi if hi is not None else _ms(datetime.now(UTC))) + 1)
+
+    @staticmethod
+    def _windowed(objects: Iterator[dict[str, Any]], lo: int | None, hi: int | None,
+                  archived: bool) -> Iterator[dict[str, Any]]:
+        for obj in objects:
+            stamp = (obj.get("archivedAt") if archived else None) or obj.get("updatedAt")
+            ms = _parse_ms(stamp)
+            if ms is None:  # let the loader quarantine it rather than silently drop it
+                yield obj
+                continue
+            if (lo is None or ms > lo) and (hi is None or ms <= hi):
+                yield obj
+
+    def _list(self, object_type: str, properties: list[str], history: list[str], assoc: list[str],
+              archived: bool) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": LIST_PAGE_WITH_HISTORY if history else LIST_PAGE,
+                                  "archived": "true" if archived else "false"}
+        if properties:
+            params["properties"] = ",".join(properties)
+        if history:
+            params["propertiesWithHistory"] = ",".join(history)
+        if assoc:
+            params["associations"] = ",".join(assoc)
+        yield from self._paged(f"/crm/v3/objects/{object_type}", params)
+
+    def _list_owners(self, archived: bool) -> Iterator[dict[str, Any]]:
+        yield from self._paged("/crm/v3/owners", {"limit": 500, "archived": "true" if archived else "false"})
+
+    def _paged(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        after: str | None = None
+        while True:
+            page = self._json("GET", path, params={**params, **({"after": after} if after else {})})
+            yield from page.get("results") or []
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
+
+    def search_page(self, object_type: str, properties: list[str], lo_ms: int, hi_ms: int, *,
+                    after: str | None = None, limit: int = SEARCH_PAGE) -> dict[str, Any]:
+        """One page of records with ``lo_ms <= last-modified < hi_ms``, oldest first."""
+        prop = LASTMODIFIED.get(object_type, "hs_lastmodifieddate")
+        body: dict[str, Any] = {
+            "filterGroups": [{"filters": [{"propertyName": prop, "operator": "GTE", "value": str(lo_ms)},
+                                          {"propertyName": prop, "operator": "LT", "value": str(hi_ms)}]}],
+            "sorts": [{"propertyName": prop, "direction": "ASCENDING"}],
+            "properties": properties,
+            "limit": limit,
+        }
+        if after:
+            body["after"] = after
+        return self._json("POST", f"/crm/v3/objects/{object_type}/search", json=body)
+
+    def _search_window(self, object_type: str, properties: list[str], history: list[str], lo_ms: int,
+                       hi_ms: int) -> Iterator[dict[str, Any]]:
+        """Every record in [lo_ms, hi_ms): halves the window while it matches more than the search cap."""
+        stack = [(lo_ms, hi_ms)]
+        while stack:
+            lo, hi = stack.pop()
+            first = self.search_page(object_type, properties, lo, hi)
+            total = int(first.get("total") or 0)
+            if total > SEARCH_RESULT_CAP:
+                if hi - lo <= 1:
+                    raise CrmError(f"{object_type}: {total} records were modified in the same millisecond "
+                                   f"({lo}); the search API cannot page past {SEARCH_RESULT_CAP}")
+                mid = lo + (hi - lo) // 2
+                log.info("%s: %d records in [%d, %d) > search cap; splitting", object_type, total, lo, hi)
+                stack.append((mid, hi))  # popped last: windows are processed oldest first
+                stack.append((lo, mid))
+                continue
+            page = first
+            while True:
+                results = page.get("results") or []
+                if history and results:
+                    yield from self.batch_read(object_type, [r.get("id") for r in results], properties,
+                                               properties_with_history=history)
+                else:
+                    yield from results
+                after = ((page.get("paging") or {}).get("next") or {}).get("after")
+                if not after:
+                    break
+                page = self.search_page(object_type, properties, lo, hi, after=after)
+
+    def batch_read(self, object_type: str, ids: list[str], properties: list[str], *,
+                   properties_with_history: list[str] | None = None, archived: bool = False) -> list[dict[str, Any]]:
+        """``POST /crm/v3/objects/{type}/batch/read`` in chunks of 100; unknown ids are skipped (logged)."""
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(ids), BATCH_MAX):
+            body: dict[str, Any] = {"inputs": [{"id": str(x)} for x in ids[i:i + BATCH_MAX]],
+                                    "properties": properties}
+            if properties_with_history:
+                body["propertiesWithHistory"] = properties_with_history
+            data = self._json("POST", f"/crm/v3/objects/{object_type}/batch/read",
+                              params={"archived": "true" if archived else "false"}, json=body)
+            for err in data.get("errors") or []:
+                log.warning("%s batch/read: %s", object_type, err.get("message"))
+            out.extend(data.get("results") or [])
+        return out
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("message") or body)[:500]
+    return str(body)[:200]
+
+
+def _api_error(what: str, resp: httpx.Response) -> CrmError:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    category = body.get("category") if isinstance(body, dict) else None
+    correlation = body.get("correlationId") if isinstance(body, dict) else None
+    hint = {401: " — check the handoff_crm connection's token", 403: " — the token lacks a scope for this call",
+            404: ""}.get(resp.status_code, "")
+    return CrmError(f"{what} failed: {resp.status_code} {category or ''} {_error_text(resp)}{hint}"
+                    f"{f' (correlationId {correlation})' if correlation else ''}",
+                    status=resp.status_code, category=category, correlation_id=correlation, body=body)

@@ -1,0 +1,1 @@
+"""Extractors: pull from external systems (the CRM's REST API) into the raw schema."""

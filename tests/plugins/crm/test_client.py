@@ -1,0 +1,125 @@
+"""The CRM client: retries (429, 5xx), the shared token bucket, the token's secrecy, owners — against the sandbox."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from handoff.crm.client import CrmClient, CrmError, RateLimiter
+from handoff.crm_sandbox import load_objects, start_sandbox
+
+from tests.plugins.crm.sandbox_helpers import TOKEN, contact
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+class FakeTime:
+    """A clock and a sleep that advances it: waits are computed, never slept."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    state = tmp_path / "crm.sqlite3"
+    load_objects(state, "contacts", [contact(i, T0 + timedelta(minutes=i)) for i in range(5)])
+    load_objects(state, "owners", [{"id": "7", "email": "rep@example.org", "firstName": "Rae", "lastName": "Rep",
+                                    "userId": 70, "teams": [], "archived": False,
+                                    "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-02-01T00:00:00.000Z"}])
+    handle = start_sandbox(state, port=0, token=TOKEN, rate_limit=None, sleep=lambda s: None)
+    yield handle
+    handle.stop()
+
+
+def test_token_bucket_waits_exactly_what_the_rate_allows():
+    t = FakeTime()
+    limiter = RateLimiter(4, 2.0, clock=t.clock, sleep=t.sleep)  # 4 requests per 2 s, burst 4
+    for _ in range(6):
+        limiter.acquire()
+    assert t.slept == [0.5, 0.5]  # the burst is free, then one token every 0.5 s
+    limiter.pause(3.0)  # a 429 told us to back off: everyone waits 3 s, and the bucket starts empty
+    limiter.acquire()
+    assert t.slept[2:] == [3.0, 0.5]
+
+
+def test_token_bucket_is_shared_safely_between_threads():
+    t = FakeTime()
+    lock = threading.Lock()
+
+    def sleep(s):
+        with lock:
+            t.sleep(s)
+
+    limiter = RateLimiter(10, 1.0, clock=t.clock, sleep=sleep)
+    granted = []
+    threads = [threading.Thread(target=lambda: granted.append(limiter.acquire())) for _ in range(40)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(granted) == 40
+    assert t.now >= 3.0 - 1e-9  # 40 requests at 10/s with a burst of 10 need at least 3 s of (fake) time
+
+
+def test_retries_429_storm_and_503_then_succeeds(sandbox):
+    sandbox.set_faults({"seed": 7, "rate_limit_storm": 0.3, "storm_length": 2})
+    t = FakeTime()
+    slept = t.slept
+    with CrmClient(sandbox.url, TOKEN, sleep=t.sleep,
+                   rate_limiter=RateLimiter(1000, 1.0, clock=t.clock, sleep=t.sleep)) as client:
+        for _ in range(20):  # twenty reads; about a third start a storm of two 429s
+            assert len(list(client.iter_objects("contacts", ["email"]))) == 5
+        assert slept.count(1.0) >= 2  # Retry-After (1 s) honoured on every 429
+        assert client.requests_sent > 10
+        sandbox.set_faults({"down": True})
+        with pytest.raises(CrmError, match=r"failed after 3 attempts; last: 503"):
+            CrmClient(sandbox.url, TOKEN, sleep=slept.append, max_attempts=3).search_page("contacts", [], 0, 1)
+        sandbox.set_faults({})
+
+
+def test_5xx_backoff_is_exponential_with_jitter():
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return httpx.Response(503 if len(calls) < 4 else 200, json={"results": []})
+
+    slept: list[float] = []
+    with CrmClient("http://crm.test", TOKEN, transport=httpx.MockTransport(handler), sleep=slept.append,
+                   rate_limiter=RateLimiter(1000, 1.0)) as client:
+        assert list(client.iter_objects("owners", [])) == []
+    assert len(calls) == 4
+    assert [0 <= s <= cap for s, cap in zip(slept, [0.5, 1.0, 2.0], strict=True)] == [True, True, True]
+
+
+def test_client_errors_do_not_retry_and_never_show_the_token(sandbox, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = CrmClient(sandbox.url, "pat-wrong-secret-123", sleep=lambda s: None)
+    with pytest.raises(CrmError) as info:
+        list(client.iter_objects("contacts", ["email"]))
+    assert info.value.status == 401
+    assert "check the handoff_crm connection's token" in str(info.value)
+    assert client.requests_sent == 1
+    for text in (str(info.value), repr(info.value), repr(client), caplog.text, repr(info.value.body)):
+        assert "pat-wrong-secret-123" not in text
+    client.close()
+
+
+def test_owners_and_search_window(sandbox):
+    with CrmClient(sandbox.url, TOKEN, sleep=lambda s: None) as client:
+        assert [o["email"] for o in client.iter_objects("owners", [])] == ["rep@example.org"]
+        got = list(client.iter_objects("contacts", ["email"], updated_since=T0 + timedelta(minutes=1),
+                                       updated_before=T0 + timedelta(minutes=3)))
+    assert [o["id"] for o in got] == ["1002", "1003"]  # (since, before]: 1001 is excluded, 1003 included

@@ -1,0 +1,169 @@
+"""The incremental CRM sync against the CRM sandbox and the real warehouse."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from handoff.crm.client import CrmClient, RateLimiter
+from handoff.crm_sandbox import load_objects, start_sandbox
+from handoff.extract import crm_api
+
+from tests.plugins.crm.sandbox_helpers import TOKEN, Clock, archive, contact, patch
+
+DAY1 = datetime(2026, 3, 1, tzinfo=UTC)
+END1 = datetime(2026, 3, 2, tzinfo=UTC)  # interval end of the 2026-03-01 run
+END2 = datetime(2026, 3, 3, tzinfo=UTC)
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    clock = Clock(END1 + timedelta(hours=1))
+    state = tmp_path / "crm.sqlite3"
+    load_objects(state, "contacts", [contact(i, DAY1 + timedelta(minutes=i)) for i in range(20)])
+    handle = start_sandbox(state, port=0, token=TOKEN, rate_limit=None, clock=clock, sleep=lambda s: None)
+    handle.clock = clock
+    yield handle
+    handle.stop()
+
+
+def client_for(handle) -> CrmClient:
+    return CrmClient(handle.url, TOKEN, rate_limiter=RateLimiter(10_000, 1.0), sleep=lambda s: None)
+
+
+def q(wh, query, params=None):
+    with psycopg.connect(wh.conninfo("admin")) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def test_first_run_is_a_full_sync_then_only_changes_load(wh, sandbox):
+    with client_for(sandbox) as client:
+        res = crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END1, objects=["contacts"])
+    assert res["objects"]["contacts"]["rows_loaded"] == 20
+    assert q(wh, "select watermark from ops.crm_watermarks where object_type = 'contacts'") == [
+        (DAY1 + timedelta(minutes=19),)]
+    # the full sync read the list endpoint with the lifecycle history
+    [(record,)] = q(wh, "select record from raw.crm_contacts where record_id = '1005'")
+    assert record["propertiesWithHistory"]["lifecyclestage"][0]["value"] == "lead"
+    assert record["properties"]["email"] == "person5@example.org"
+
+    # three contacts change on 2026-03-02; the 2026-03-02 run loads exactly those three
+    sandbox.clock.set(END1 + timedelta(hours=10))
+    for cid in ("1003", "1007", "1011"):
+        patch(sandbox.url, "contacts", cid, {"lifecyclestage": "marketingqualifiedlead"})
+    with client_for(sandbox) as client:
+        res = crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END2, objects=["contacts"])
+    c = res["objects"]["contacts"]
+    assert (c["rows_loaded"], c["rows_quarantined"]) == (3, 0)
+    assert c["watermark"] == (END1 + timedelta(hours=10)).isoformat()
+    rows = q(wh, "select record_id, updated_at, record->'properties'->>'lifecyclestage', "
+                 "jsonb_array_length(record->'propertiesWithHistory'->'lifecyclestage') "
+                 "from raw.crm_contacts where _batch_id = %s order by 1", [c["batch_id"]])
+    assert rows == [(cid, END1 + timedelta(hours=10), "marketingqualifiedlead", 2) for cid in ("1003", "1007", "1011")]
+    # a third run with nothing new loads nothing and keeps the watermark
+    with client_for(sandbox) as client:
+        res = crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END2, objects=["contacts"])
+    assert res["objects"]["contacts"]["rows_loaded"] == 0
+    assert q(wh, "select count(*) from raw.crm_contacts") == [(23,)]
+    assert q(wh, "select status, rows_read, rows_loaded from ops.load_log order by started_at") == [
+        ("loaded", 20, 20), ("loaded", 3, 3), ("loaded", 0, 0)]
+
+
+def test_failure_after_copy_before_commit_keeps_the_watermark(wh, sandbox, monkeypatch):
+    with client_for(sandbox) as client:
+        crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END1, objects=["contacts"])
+    before = q(wh, "select watermark, batch_id from ops.crm_watermarks")
+    sandbox.clock.set(END1 + timedelta(hours=3))
+    patch(sandbox.url, "contacts", "1001", {"firstname": "Changed"})
+
+    calls = []
+
+    def boom(*args, **kwargs):  # runs after the COPY, before the watermark update and the commit
+        calls.append(1)
+        raise RuntimeError("injected failure after COPY")
+
+    monkeypatch.setattr(crm_api.batches, "finish_batch", boom)
+    with client_for(sandbox) as client, pytest.raises(RuntimeError, match="injected failure"):
+        crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END2, objects=["contacts"])
+    assert calls == [1]
+    assert q(wh, "select watermark, batch_id from ops.crm_watermarks") == before
+    assert q(wh, "select count(*) from raw.crm_contacts") == [(20,)]
+
+    monkeypatch.undo()
+    with client_for(sandbox) as client:
+        res = crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END2, objects=["contacts"])
+    assert res["objects"]["contacts"]["rows_loaded"] == 1
+    assert q(wh, "select record->'properties'->>'firstname' from raw.crm_contacts where updated_at > %s",
+             [END1]) == [("Changed",)]
+
+
+def test_archived_records_are_captured_with_archived_at(wh, sandbox):
+    with client_for(sandbox) as client:
+        crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END1, objects=["contacts"])
+    sandbox.clock.set(END1 + timedelta(hours=5))
+    archive(sandbox.url, "contacts", "1002")
+    with client_for(sandbox) as client:
+        res = crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END2, objects=["contacts"])
+    assert res["objects"]["contacts"]["rows_loaded"] == 1
+    assert q(wh, "select record_id, archived, record->>'archivedAt', (record->>'archived')::boolean "
+                 "from raw.crm_contacts where archived") == [("1002", True, "2026-03-02T05:00:00.000Z", True)]
+
+
+def test_more_than_10000_changes_in_the_window_are_each_extracted_once(wh, tmp_path):
+    """HubSpot's search stops at 10,000 results per query; the client halves the window until each part fits."""
+    start = datetime(2026, 3, 2, 1, tzinfo=UTC)
+    n = 10_500
+    state = tmp_path / "crm.sqlite3"
+    tiny = [{"id": str(50_000 + i), "properties": {"email": f"c{i}@example.org"},
+             "createdAt": "2026-01-01T00:00:00.000Z",
+             "updatedAt": (start + timedelta(milliseconds=300 * i)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+             "archived": False} for i in range(n)]
+    load_objects(state, "contacts", tiny)
+    with psycopg.connect(wh.conninfo("admin")) as conn:  # a previous run's watermark: this run is incremental
+        conn.execute("insert into ops.crm_watermarks values ('contacts', %s, gen_random_uuid(), now())", [END1])
+    handle = start_sandbox(state, port=0, token=TOKEN, rate_limit=None, sleep=lambda s: None)
+    try:
+        with client_for(handle) as client:
+            res = crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END2, objects=["contacts"])
+        stats = handle.stats()
+    finally:
+        handle.stop()
+    assert res["objects"]["contacts"]["rows_loaded"] == n
+    assert q(wh, "select count(*), count(distinct record_id) from raw.crm_contacts") == [(n, n)]
+    assert res["objects"]["contacts"]["watermark"] == (start + timedelta(milliseconds=300 * (n - 1))).isoformat()
+    search_calls = sum(v for k, v in _flatten(stats) if "search" in k)
+    assert search_calls > n // 200  # it searched (and split), rather than listing everything
+
+
+def _flatten(stats, prefix=""):
+    if isinstance(stats, dict):
+        for k, v in stats.items():
+            yield from _flatten(v, f"{prefix}/{k}")
+    elif isinstance(stats, int):
+        yield prefix, stats
+
+
+def test_bad_records_are_quarantined_and_do_not_move_the_watermark(wh, tmp_path):
+    state = tmp_path / "crm.sqlite3"
+    handle = start_sandbox(state, port=0, token=TOKEN, rate_limit=None, sleep=lambda s: None)
+    handle.stop()
+    objects = [{"id": "1", "updatedAt": "2026-03-01T10:00:00.000Z", "archived": False, "properties": {}},
+               {"updatedAt": "2026-03-01T11:00:00.000Z", "properties": {"email": "x@example.org"}},
+               {"id": "3", "updatedAt": "last tuesday", "properties": {}},
+               {"id": "4", "updatedAt": "2026-03-01T12:00:00.000Z", "properties": {"note": "a\u0000b"}}]
+
+    class FakeClient:
+        base_url = "http://crm.invalid"
+        requests_sent = 0
+
+        def iter_objects(self, object_type, properties, *, archived=False, **kw):
+            return iter([] if archived else objects)
+
+    res = crm_api.sync_crm(wh.conninfo("loader"), FakeClient(), interval_end=END1, objects=["companies"])
+    assert (res["rows_loaded"], res["rows_quarantined"]) == (1, 3)
+    assert q(wh, "select record_ref, reason from raw.quarantine order by reason") == [
+        ("4", "NUL character (\\u0000) in a value: PostgreSQL cannot store it"),
+        (None, "missing id"), ("3", "unparseable updatedAt: 'last tuesday'")]
+    assert q(wh, "select watermark from ops.crm_watermarks") == [(datetime(2026, 3, 1, 10, tzinfo=UTC),)]
+    assert q(wh, "select rows_read, rows_loaded, rows_quarantined from ops.load_log") == [(4, 1, 3)]

@@ -1,0 +1,81 @@
+"""A loader killed (SIGKILL) while its COPY is running leaves nothing behind; the rerun loads the file whole."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import psycopg
+from handoff.load import analytics
+
+from tests.plugins.load.events import write_file
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+LINES = 200_000
+
+CHILD = """
+import os, sys
+from datetime import datetime, UTC
+sys.path.insert(0, os.path.join(os.environ["REPO"], "plugins"))
+from handoff.load.analytics import load_analytics_files
+load_analytics_files(os.environ["LOADER_DSN"], os.environ["LANDING"], datetime(2026, 3, 2, tzinfo=UTC),
+                     datetime(2026, 3, 3, tzinfo=UTC))
+"""
+
+
+def _wait(predicate, what: str, timeout: float = 60.0):
+    """Poll ``predicate`` until it returns a truthy value (a deadline, not a timing assumption)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sigkill_during_copy_leaves_nothing_and_rerun_loads_whole_file(wh, tmp_path):
+    landing = tmp_path / "landing"
+    path = write_file(landing / "2026-03-02" / "events-0000.jsonl", n=LINES)
+    admin = psycopg.connect(wh.conninfo("admin"), autocommit=True)
+    env = dict(os.environ, REPO=REPO, LOADER_DSN=wh.conninfo("loader"), LANDING=str(landing))
+    child = subprocess.Popen([sys.executable, "-c", CHILD], env=env)
+    try:
+        def copy_running():
+            row = admin.execute(
+                "select p.pid, p.tuples_processed from pg_stat_progress_copy p "
+                "where p.datname = current_database() and p.relid = 'raw.analytics_events'::regclass").fetchone()
+            if child.poll() is not None:
+                raise AssertionError(f"the loader exited ({child.returncode}) before we saw its COPY run")
+            return row if row and row[1] > 1000 else None
+
+        backend_pid, processed = _wait(copy_running, "the loader's COPY to be running")
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        assert child.returncode == -signal.SIGKILL
+        assert 1000 < processed < LINES
+        # the server notices the dead client and rolls the transaction back; wait for its backend to end
+        _wait(lambda: admin.execute("select count(*) = 0 from pg_stat_activity where pid = %s",
+                                    [backend_pid]).fetchone()[0], "the killed loader's backend to end")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+    counts = admin.execute(
+        "select (select count(*) from raw.analytics_events), (select count(*) from raw.quarantine), "
+        "(select count(*) from ops.file_ledger), (select count(*) from ops.load_log)").fetchone()
+    assert counts == (0, 0, 0, 0)
+
+    res = analytics.load_analytics_files(wh.conninfo("loader"), landing, datetime(2026, 3, 2, tzinfo=UTC),
+                                         datetime(2026, 3, 3, tzinfo=UTC))
+    assert (res["files_loaded"], res["rows_loaded"], res["rows_quarantined"]) == (1, LINES, 0)
+    assert admin.execute("select count(*), count(distinct message_id), min(_line), max(_line) "
+                         "from raw.analytics_events").fetchone() == (LINES, LINES, 1, LINES)
+    assert admin.execute("select path, status, rows_read from ops.file_ledger join ops.load_log using (batch_id)"
+                         ).fetchall() == [(str(path), "loaded", LINES)]
+    admin.close()

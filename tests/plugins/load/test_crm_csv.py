@@ -1,0 +1,124 @@
+"""CRM CSV exports: mapping into the API shape, nothing lost, the ledger, and a hostile header."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from handoff import sources
+from handoff.load import crm_csv
+from handoff.load.batches import LoadError
+
+END = datetime(2026, 3, 2, tzinfo=UTC)
+MAPPING = sources.load().crm.csv_mapping  # the shipped config/sources.yml mapping
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+CONTACT_HEADER = ["Record ID", "First Name", "Last Name", "Email", "Lifecycle Stage", "Create Date",
+                  "Last Modified Date", "Favourite Colour"]
+
+
+def q(wh, query, params=None):
+    with psycopg.connect(wh.conninfo("admin")) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def test_contacts_map_to_the_api_shape_with_history_and_extras(wh, tmp_path):
+    write_csv(tmp_path / "contacts.csv", CONTACT_HEADER, [
+        ["101", "Ada", "Lovelace", "ada@example.org", "marketingqualifiedlead", "2026-02-01T09:00:00.000Z",
+         "2026-03-01T10:00:00.000Z", "teal"],
+        ["102", "Alan", "", "alan@example.org", "lead", "2026-02-02T09:00:00.000Z", "2026-03-01T11:00:00.000Z", ""],
+        ["", "No", "Id", "x@example.org", "lead", "", "2026-03-01T11:00:00.000Z", ""],
+        ["103", "Bad", "Date", "y@example.org", "lead", "", "someday", ""],
+        ["104", "Short", "Row"],
+    ])
+    write_csv(tmp_path / "lifecycle_stage_history.csv",
+              ["Contact ID", "Lifecycle Stage", "Changed At", "Source Type", "Changed By User ID"], [
+                  ["101", "lead", "2026-02-01T09:00:00.000Z", "FORM", ""],
+                  ["101", "marketingqualifiedlead", "2026-02-20T09:00:00.000Z", "CRM_UI", "77"]])
+    res = crm_csv.load_crm_csv(wh.conninfo("loader"), tmp_path, MAPPING, interval_end=END)
+    assert res["objects"]["contacts"]["rows_loaded"] == 2
+    assert res["objects"]["contacts"]["rows_quarantined"] == 3
+    [(record_id, updated_at, archived, record)] = q(
+        wh, "select record_id, updated_at, archived, record from raw.crm_contacts where record_id = '101'")
+    assert (record_id, updated_at, archived) == ("101", datetime(2026, 3, 1, 10, tzinfo=UTC), False)
+    assert record["id"] == "101"
+    assert record["createdAt"] == "2026-02-01T09:00:00.000Z"
+    assert record["updatedAt"] == "2026-03-01T10:00:00.000Z"
+    assert record["archived"] is False
+    assert record["properties"]["email"] == "ada@example.org"
+    assert record["properties"]["lifecyclestage"] == "marketingqualifiedlead"
+    assert record["properties"]["lastmodifieddate"] == "2026-03-01T10:00:00.000Z"
+    assert record["extra"] == {"Favourite Colour": "teal"}  # unmapped: kept, not lost
+    assert [h["value"] for h in record["propertiesWithHistory"]["lifecyclestage"]] == [
+        "marketingqualifiedlead", "lead"]  # newest first
+    assert record["propertiesWithHistory"]["lifecyclestage"][0]["sourceType"] == "CRM_UI"
+    assert q(wh, "select record->'properties'->>'lastname' is null from raw.crm_contacts where record_id = '102'"
+             ) == [(True,)]  # empty cell -> null, as the API
+    assert q(wh, "select _line, record_ref, reason from raw.quarantine order by _line") == [
+        (4, None, "missing id (Record ID is empty)"),
+        (5, "103", "unparseable Last Modified Date: 'someday'"),
+        (6, None, "row has 3 fields, the header has 8")]
+    assert q(wh, "select rows_read, rows_loaded, rows_quarantined from ops.load_log") == [(5, 2, 3)]
+
+    # the same exports again: skipped by the ledger
+    again = crm_csv.load_crm_csv(wh.conninfo("loader"), tmp_path, MAPPING, interval_end=END)
+    assert again["objects"]["contacts"]["status"] == "skipped"
+    assert q(wh, "select count(*) from raw.crm_contacts") == [(2,)]
+
+
+def test_deals_associations_and_owners_top_level(wh, tmp_path):
+    write_csv(tmp_path / "deals.csv", ["Record ID", "Deal Name", "Deal Stage", "Amount", "Create Date",
+                                       "Last Modified Date", "Associated Contact IDs", "Associated Company IDs"],
+              [["9", "Big deal", "closedwon", "1200", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z", "101;102", ""]])
+    write_csv(tmp_path / "owners.csv", ["Owner ID", "User ID", "First Name", "Last Name", "Email", "Team",
+                                        "Create Date", "Last Modified Date"],
+              [["7", "70", "Rae", "Rep", "rae@example.org", "EMEA", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"]])
+    crm_csv.load_crm_csv(wh.conninfo("loader"), tmp_path, MAPPING, interval_end=END)
+    [(deal,)] = q(wh, "select record from raw.crm_deals")
+    assert deal["associations"] == {"contacts": {"results": [{"id": "101"}, {"id": "102"}]},
+                                    "companies": {"results": []}}
+    assert deal["properties"]["amount"] == "1200"
+    [(owner,)] = q(wh, "select record from raw.crm_owners")
+    assert (owner["id"], owner["email"], owner["userId"], owner["teams"]) == (
+        "7", "rae@example.org", "70", [{"name": "EMEA", "primary": True}])
+
+
+def test_hostile_header_is_data_not_sql(wh, tmp_path):
+    hostile = '"; drop table raw.crm_contacts; --'
+    write_csv(tmp_path / "contacts.csv", ["Record ID", "Last Modified Date", hostile, "Robert'); DROP TABLE x;--"],
+              [["1", "2026-03-01T00:00:00Z", "v1", "v2"]])
+    res = crm_csv.load_crm_csv(wh.conninfo("loader"), tmp_path, MAPPING, interval_end=END)
+    assert res["objects"]["contacts"]["rows_loaded"] == 1
+    assert q(wh, "select to_regclass('raw.crm_contacts') is not null") == [(True,)]
+    [(record,)] = q(wh, "select record from raw.crm_contacts")
+    assert record["extra"] == {hostile: "v1", "Robert'); DROP TABLE x;--": "v2"}
+
+
+def test_hostile_names_in_the_mapping_are_rejected_before_any_sql(wh, tmp_path):
+    write_csv(tmp_path / "contacts.csv", ["Record ID"], [["1"]])
+    with pytest.raises(sources.SourcesError, match="unknown object"):
+        crm_csv.load_crm_csv(wh.conninfo("loader"), tmp_path,
+                             {"contacts; drop table raw.crm_contacts": {"id_column": "Record ID"}}, interval_end=END)
+    with pytest.raises(sources.SourcesError, match="must be a file name inside csv_dir"):
+        crm_csv.load_crm_csv(wh.conninfo("loader"), tmp_path,
+                             {"contacts": {"id_column": "Record ID", "file": "../../etc/passwd"}}, interval_end=END)
+
+
+def test_missing_id_column_names_file_and_key(wh, tmp_path):
+    write_csv(tmp_path / "contacts.csv", ["Id", "Email"], [["1", "a@example.org"]])
+    with pytest.raises(LoadError, match=r"contacts.csv: no column 'Record ID' \(crm.csv_mapping.contacts.id_column"):
+        crm_csv.load_crm_csv(wh.conninfo("loader"), tmp_path, MAPPING, interval_end=END)
+    assert q(wh, "select count(*) from ops.load_log") == [(0,)]
+    assert q(wh, "select count(*) from ops.file_ledger") == [(0,)]
