@@ -30,6 +30,11 @@ def airflow_config_env() -> dict[str, str]:
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{p.airflow_home / 'airflow.db'}",
         "HANDOFF_HOME": str(p.home),
+        # no phoning home: Cosmos's usage telemetry and dbt's anonymous stats stay off
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "DO_NOT_TRACK": "1",
+        "SCARF_ANALYTICS": "false",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
 
 

@@ -3,9 +3,17 @@ modules that do the work, return a small summary (counts only: it becomes an XCo
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from handoff import settings
+
+
+def utc(value: datetime) -> datetime:
+    """Airflow hands tasks pendulum datetimes; the plain-Python modules get stdlib UTC datetimes.
+
+    (pendulum 3's ``astimezone(datetime.timezone.utc)`` returns a naive value, which must not leak further.)
+    """
+    return datetime.fromtimestamp(value.timestamp(), tz=UTC)
 
 
 def conninfo(conn_id: str) -> str:
@@ -41,20 +49,21 @@ def extract_load_crm(interval_start: datetime, interval_end: datetime) -> dict:
     if cfg.crm.mode == "csv":
         from handoff.load.crm_csv import load_crm_csv  # noqa: PLC0415
 
-        return load_crm_csv(loader, cfg.crm.csv_dir, cfg.crm.csv_mapping, interval_end=interval_end)
+        return load_crm_csv(loader, cfg.crm.csv_dir, cfg.crm.csv_mapping, interval_end=utc(interval_end))
     from handoff.extract.crm_api import sync_crm  # noqa: PLC0415
 
     with crm_client() as client:
-        return sync_crm(loader, client, interval_end=interval_end)
+        return sync_crm(loader, client, interval_end=utc(interval_end))
 
 
 def extract_load_analytics(interval_start: datetime, interval_end: datetime) -> dict:
     from handoff import sources  # noqa: PLC0415
     from handoff.load.analytics import load_analytics_files  # noqa: PLC0415
 
-    cfg = sources.load()
-    return load_analytics_files(conninfo(settings.CONN_LOADER), cfg.analytics.landing, interval_start, interval_end,
-                                max_bad_share=cfg.analytics.max_bad_share)
+    a = sources.load().analytics
+    return load_analytics_files(conninfo(settings.CONN_LOADER), a.landing, utc(interval_start), utc(interval_end),
+                                max_bad_share=a.max_bad_share, max_line_bytes=a.max_line_bytes,
+                                max_field_bytes=a.max_field_bytes, max_future_skew_hours=a.max_future_skew_hours)
 
 
 def dbt_env_from_airflow() -> dict[str, str]:
@@ -69,7 +78,7 @@ def dbt_source_freshness(interval_end: datetime) -> dict:
     """``dbt source freshness`` before the build: a source that stopped arriving fails the run here."""
     from handoff import dbt_runner  # noqa: PLC0415
 
-    res = dbt_runner.run(["source", "freshness", "--vars", f"{{data_interval_end: '{interval_end.isoformat()}'}}"],
+    res = dbt_runner.run(["source", "freshness", "--vars", f"{{data_interval_end: '{utc(interval_end).isoformat()}'}}"],
                          quiet=True, check=False, needs_db=False, env=dbt_env_from_airflow())
     if res.returncode != 0:
         raise RuntimeError("dbt source freshness failed: a source is stale or missing\n" + res.stdout[-4000:])
@@ -81,4 +90,4 @@ def push_sqls(interval_start: datetime, interval_end: datetime, *, run_id: str |
 
     with crm_client() as client:
         return push_queue(conninfo(settings.CONN_PUSHER), client, run_id=run_id or "manual",
-                          as_of=interval_end, dry_run=dry_run)
+                          as_of=utc(interval_end), dry_run=dry_run)

@@ -154,7 +154,7 @@ class LineJudge:
 
     def __init__(self, interval_end: datetime, limits: Limits = Limits()) -> None:
         self.limits = limits
-        self.latest = interval_end.astimezone(UTC) + timedelta(hours=limits.max_future_skew_hours)
+        self.latest = _as_utc(interval_end) + timedelta(hours=limits.max_future_skew_hours)
         self.seen = HashSet()
         self.max_line_bytes = limits.max_line_bytes
         self.max_field_bytes = limits.max_field_bytes
@@ -554,9 +554,10 @@ class Candidate:
 
 
 def _as_utc(value: datetime) -> datetime:
+    """A stdlib UTC datetime (naive = UTC). Not ``astimezone``: pendulum 3 returns a naive value from it."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    return datetime.fromtimestamp(value.timestamp(), tz=UTC)
 
 
 def discover(landing: Path, interval_start: datetime, interval_end: datetime) -> list[Candidate]:

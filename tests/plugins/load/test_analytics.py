@@ -232,3 +232,18 @@ def test_row_postgres_refuses_is_quarantined_and_the_rest_loads(wh, tmp_path, mo
     assert (ln, ref) == (4, "msg-2026-03-02-00000003")
     assert reason.startswith("refused by PostgreSQL: invalid input syntax for type timestamp with time zone")
     assert q(wh, "select count(*), count(distinct _batch_id) from raw.analytics_events") == [(5, 1)]
+
+
+def test_an_airflow_pendulum_interval_end_is_understood():
+    """Airflow passes pendulum datetimes; pendulum 3's astimezone(UTC) is naive, which once made every line bad."""
+    import pendulum
+
+    from handoff.load.analytics import LOAD, QUARANTINE, LineJudge
+
+    judge = LineJudge(pendulum.datetime(2026, 11, 25, tz="UTC"))
+    ok = (b'{"messageId":"m1","type":"page","anonymousId":"a1","timestamp":"2026-11-24T10:00:00.000Z",'
+          b'"receivedAt":"2026-11-24T10:00:01.000Z"}')
+    late = ok.replace(b"m1", b"m2").replace(b"2026-11-24T10", b"2026-11-27T10")
+    assert judge.judge(ok)[0] == LOAD
+    kind, (reason, ref) = judge.judge(late)
+    assert kind == QUARANTINE and ref == "m2" and "future" in reason
