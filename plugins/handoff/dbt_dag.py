@@ -10,6 +10,8 @@ file or in dbt's artifacts.
 
 from __future__ import annotations
 
+import os
+
 from handoff import settings
 
 MANIFEST = settings.DBT_PROJECT_DIR / "target" / "manifest.json"
@@ -23,6 +25,12 @@ def dbt_vars_template() -> dict[str, str]:
     }
 
 
+def execution_mode() -> str:
+    """``local`` (default: one in-process dbt call per model, its tests included) or ``watcher`` (experimental in
+    Cosmos: one ``dbt build`` feeding per-model sensor tasks; needs an executor and triggerer, so not `dag.test`)."""
+    return os.environ.get("HANDOFF_DBT_EXECUTION_MODE", "local")
+
+
 def dbt_build_group(group_id: str = "dbt_build"):
     from cosmos import (  # noqa: PLC0415
         DbtTaskGroup,
@@ -31,9 +39,16 @@ def dbt_build_group(group_id: str = "dbt_build"):
         ProjectConfig,
         RenderConfig,
     )
-    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior  # noqa: PLC0415
+    from cosmos.constants import (  # noqa: PLC0415
+        ExecutionMode,
+        InvocationMode,
+        LoadMode,
+        TestBehavior,
+        TestIndirectSelection,
+    )
     from cosmos.profiles import PostgresUserPasswordProfileMapping  # noqa: PLC0415
 
+    watcher = execution_mode() == "watcher"
     profile = ProfileConfig(
         profile_name="handoff",
         target_name="airflow",
@@ -51,11 +66,17 @@ def dbt_build_group(group_id: str = "dbt_build"):
         ),
         profile_config=profile,
         execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER
+            execution_mode=ExecutionMode(execution_mode()),
+            invocation_mode=InvocationMode.DBT_RUNNER,
+            # a model's task runs only the tests whose every parent it has built ...
+            test_indirect_selection=TestIndirectSelection.CAUTIOUS,
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=TestBehavior.BUILD,
+            # watcher: the producer's single `dbt build` runs every test; per-model tasks report them.
+            test_behavior=TestBehavior.AFTER_EACH if watcher else TestBehavior.BUILD,
+            # ... and tests spanning several models (relationships) get their own task after all of them
+            should_detach_multiple_parents_tests=True,
             emit_datasets=False,
         ),
         operator_args={"install_deps": False, "retries": 1},
