@@ -76,7 +76,7 @@ def summary(tgt, day: date, seconds: float) -> str:
             "select source_kind, count(*), coalesce(sum(rows_loaded), 0), coalesce(sum(rows_quarantined), 0)"
             " from ops.load_log where status = 'loaded' group by 1 order by 1").fetchall()
         out.append("Loaded into raw (all batches so far):")
-        out += [f"  {kind:<12} {batches:>5} batches  {rows:>12,} rows  {bad:>8,} quarantined"
+        out += [f"  {kind:<16} {batches:>5} batches  {rows:>12,} rows  {bad:>8,} quarantined"
                 for kind, batches, rows, bad in loaded] or ["  (nothing)"]
     with warehouse.connect("bi_reader", tgt=tgt) as conn:
         exists = conn.execute("select to_regclass('marts.dim_contacts') is not null").fetchone()[0]
@@ -98,16 +98,22 @@ def summary(tgt, day: date, seconds: float) -> str:
             "select cohort_period, months_since_mql, mqls, conversion_rate, is_complete"
             " from marts.mql_sql_conversion_cohorts where segment_type = 'all'"
             " order by cohort_period, months_since_mql").fetchall()
-        out += _cohort_table(rows)
+        out += _cohort_table(rows, day)
         lagged = conn.execute(
             "select period, lag_periods, sqls, mqls, rate from marts.mql_sql_lagged_conversion"
             " where segment_type = 'all' and lag_periods in (0, 2) order by period desc, lag_periods"
             " limit 8").fetchall()
         out.append("\nLagged conversion (SQLs in period / MQLs in period − lag), latest periods:")
-        out += [f"  {p:%Y-%m}  lag {lag}:  {s:>5} / {m:<5} = {'' if r is None else f'{r:.1%}'}"
+        out += [f"  {p:%Y-%m}  lag {lag}:  {s:>5} / {m:<5} = {'n/a (no MQLs)' if r is None else f'{r:.1%}'}"
                 for p, lag, s, m, r in lagged]
         queue = conn.execute("select count(*) from marts.sql_handoff_queue").fetchone()[0]
-        out.append(f"\nNew SQLs waiting for the CRM (marts.sql_handoff_queue): {queue:,}")
+    with warehouse.connect("admin", tgt=tgt) as conn:
+        pushed = dict(conn.execute(
+            "select status, count(distinct dedupe_key) from ops.crm_push_log"
+            " where action = 'create_task' or status in ('parked', 'skipped') group by 1").fetchall())
+    out.append(f"\nHand-off to the CRM: {queue:,} new SQLs queued by this build; all runs so far: "
+               f"{pushed.get('succeeded', 0):,} follow-up tasks created, {pushed.get('skipped', 0):,} skipped "
+               f"(CRM already further along), {pushed.get('parked', 0):,} parked (ops.crm_push_log)")
     out += ["", "Where to look next:",
             "  psql \"$(handoff warehouse url --role bi_reader)\"   # the marts, as a BI tool sees them",
             "  handoff dbt docs generate && handoff dbt docs serve  # lineage and definitions",
@@ -116,10 +122,13 @@ def summary(tgt, day: date, seconds: float) -> str:
     return "\n".join(out)
 
 
-def _cohort_table(rows) -> list[str]:
+def _cohort_table(rows, day: date) -> list[str]:
     by_cohort: dict = {}
     for cohort, k, mqls, rate, complete in rows:
         entry = by_cohort.setdefault(cohort, {"mqls": mqls, "rates": {}})
+        if (cohort.year * 12 + cohort.month) + k > day.year * 12 + day.month:
+            continue  # that period has not begun yet
+
         entry["rates"][k] = f"{rate:.0%}" + ("" if complete else "*")
     if not by_cohort:
         return ["  (no MQLs yet)"]

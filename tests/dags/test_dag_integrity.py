@@ -28,7 +28,8 @@ for dag_id, dag in bag.dags.items():
         "tags": sorted(dag.tags), "timetable": type(dag.timetable).__name__,
         "tasks": {t.task_id: {"retries": t.retries, "owner": t.owner,
                               "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
-                              "upstream": sorted(t.upstream_task_ids), "trigger_rule": getattr(t.trigger_rule, "value", str(t.trigger_rule))}
+                              "upstream": sorted(t.upstream_task_ids),
+                              "trigger_rule": getattr(t.trigger_rule, "value", str(t.trigger_rule))}
                   for t in dag.tasks},
     }
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "stats": stats, "dags": dags,

@@ -237,7 +237,6 @@ def test_row_postgres_refuses_is_quarantined_and_the_rest_loads(wh, tmp_path, mo
 def test_an_airflow_pendulum_interval_end_is_understood():
     """Airflow passes pendulum datetimes; pendulum 3's astimezone(UTC) is naive, which once made every line bad."""
     import pendulum
-
     from handoff.load.analytics import LOAD, QUARANTINE, LineJudge
 
     judge = LineJudge(pendulum.datetime(2026, 11, 25, tz="UTC"))
