@@ -14,7 +14,7 @@ $(INSTALLED): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
-	$(BIN)/handoff funnel compile --quiet
+	$(BIN)/handoff funnel check
 	cd dbt_project && DBT_PROFILES_DIR=. HANDOFF_DBT_PASSWORD=unused ../$(BIN)/dbt parse --quiet
 	@touch $@
 
