@@ -88,7 +88,7 @@ def test_a_day_runs_end_to_end_and_rerunning_it_changes_nothing(home):
                                    " from raw.analytics_events").fetchone()
         assert (loaded, bad) == (events, 0)
         log = conn.execute("select sum(rows_read), sum(rows_loaded), sum(rows_quarantined) from ops.load_log"
-                           " where source_kind = 'analytics' and status = 'loaded'").fetchone()
+                           " where source_kind = 'analytics_file' and status = 'loaded'").fetchone()
         assert log == (events, events, 0)
         # every CRM contact made it through to the dimension, once
         contacts = conn.execute("select count(distinct record_id) from raw.crm_contacts").fetchone()[0]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
@@ -36,7 +36,8 @@ class Target:
     host: str
     port: int
     dbname: str
-    credentials: dict[str, dict[str, str]]  # "admin" and every role -> {"user", "password"}
+    # "admin" and every role -> {"user", "password"}; kept out of repr so no traceback or log prints a password
+    credentials: dict[str, dict[str, str]] = field(repr=False)
     local: bool
 
     def conninfo(self, role: str = "admin", dbname: str | None = None) -> str:

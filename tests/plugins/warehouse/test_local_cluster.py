@@ -143,3 +143,10 @@ def test_roles_are_least_privilege(wh):
         assert conn.execute("select count(*) from marts.probe").fetchone() == (0,)
     with psycopg.connect(wh.conninfo("loader")) as conn:
         assert conn.execute("select count(*) from raw.analytics_events").fetchone() == (0,)
+
+
+def test_a_target_never_shows_its_passwords(wh_target):
+    """Tracebacks, logs and hypothesis reports print reprs: no password may be in one."""
+    text = repr(wh_target) + str(wh_target)
+    for cred in wh_target.credentials.values():
+        assert cred["password"] not in text

@@ -7,9 +7,7 @@ source as (
 ),
 
 latest as (
-    select distinct on (record_id) *
-    from source
-    order by record_id, updated_at desc nulls last, _loaded_at desc
+    {{ latest_version('source') }}
 ),
 
 unnested as (

@@ -5,10 +5,7 @@ source as (
 ),
 
 latest as (
-    -- the latest version of each record: re-loading the same day adds no duplicates
-    select distinct on (record_id) *
-    from source
-    order by record_id, updated_at desc nulls last, _loaded_at desc
+    {{ latest_version('source') }}
 ),
 
 typed as (

@@ -5,9 +5,7 @@ source as (
 ),
 
 latest as (
-    select distinct on (record_id) *
-    from source
-    order by record_id, updated_at desc nulls last, _loaded_at desc
+    {{ latest_version('source') }}
 ),
 
 final as (
@@ -22,14 +20,7 @@ final as (
             {{ safe_timestamptz("nullif(record ->> 'createdAt', '')") }}
         ) as created_at,
         coalesce({{ safe_timestamptz(prop('record', 'hs_lastmodifieddate')) }}, updated_at) as updated_at,
-        array(
-            select distinct assoc ->> 'id'
-            from jsonb_array_elements(
-                case when jsonb_typeof(record -> 'associations' -> 'contacts' -> 'results') = 'array'
-                    then record -> 'associations' -> 'contacts' -> 'results' else '[]'::jsonb end
-            ) as assoc
-            where assoc ->> 'id' is not null
-        ) as contact_ids,
+        {{ associated_ids('record', 'contacts') }} as contact_ids,
         archived as is_archived
     from latest
 )
