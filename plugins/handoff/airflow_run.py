@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import subprocess
 import sys
@@ -47,7 +46,7 @@ def interval_for(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def run_day(day: date, *, conf: dict | None = None, log=print) -> dict[str, str]:
+def run_day(day: date, *, conf: dict | None = None, log=print, verbose: bool = False) -> dict[str, str]:
     """Run ``handoff_daily`` for the UTC day ``day``; returns {task_id: state}; raises RunFailed on failure."""
     airflow_env.apply()
     ensure_metadata_db(log)
@@ -61,14 +60,47 @@ def run_day(day: date, *, conf: dict | None = None, log=print) -> dict[str, str]
     _, end = interval_for(day)
     # CronDataIntervalTimetable: a manual run at D+1 00:00 covers the whole day D = [D, D+1).
     log(f"running {DAG_ID} for {day.isoformat()} (data interval {day.isoformat()}T00:00Z → {end.date()}T00:00Z)")
-    quiet = io.StringIO()
-    with contextlib.redirect_stdout(quiet) if os.environ.get("HANDOFF_QUIET_AIRFLOW") else contextlib.nullcontext():
+    logfile = settings.paths().airflow_home / "logs" / f"handoff_run_{day.isoformat()}.log"
+    if verbose:
         dagrun = dag.test(logical_date=end, run_conf=conf or {})
+    else:
+        log(f"task output (Airflow, dbt) goes to {logfile}")
+        with _output_to(logfile):
+            dagrun = dag.test(logical_date=end, run_conf=conf or {})
     states = _task_states(dagrun)
     if str(getattr(dagrun, "state", "")) != "success":
         failed = sorted(t for t, s in states.items() if s not in {"success", "skipped"})
-        raise RunFailed(f"{DAG_ID} run for {day.isoformat()} ended {dagrun.state}; not successful: {failed}")
+        tail = "" if verbose else "\n--- last lines of " + str(logfile) + " ---\n" + _tail(logfile)
+        raise RunFailed(f"{DAG_ID} run for {day.isoformat()} ended {dagrun.state}; not successful: {failed}{tail}")
     return states
+
+
+@contextlib.contextmanager
+def _output_to(path):
+    """Send this process's stdout and stderr (file descriptors: dbt, Airflow and subprocesses too) to a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as fh:
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _tail(path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no output)"
 
 
 def _task_states(dagrun) -> dict[str, str]:

@@ -101,7 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _require_warehouse()
     with local_services.crm_for_run(log=log):
         try:
-            states = airflow_run.run_day(args.date, conf={"push_dry_run": args.push_dry_run}, log=log)
+            states = airflow_run.run_day(args.date, conf={"push_dry_run": args.push_dry_run}, log=log,
+                                         verbose=args.verbose)
         except airflow_run.RunFailed as exc:
             raise CliError(str(exc)) from None
     ok = sum(1 for s in states.values() if s == "success")
@@ -181,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the daily DAG for one UTC day, in-process through Airflow")
     p.add_argument("--date", required=True, type=parse_day, help="the day to process, YYYY-MM-DD (UTC)")
     p.add_argument("--push-dry-run", action="store_true", help="preview the CRM push instead of sending it")
+    p.add_argument("--verbose", action="store_true", help="stream Airflow's and dbt's output instead of logging it")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("push", help="push new SQLs from marts.sql_handoff_queue to the CRM")
