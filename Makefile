@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench lint lock warehouse-up warehouse-down clean
+.PHONY: install demo test test-fast lint lock warehouse-up warehouse-down clean
 
 install: $(INSTALLED)
 
@@ -28,12 +28,8 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench: install
-	$(BIN)/handoff warehouse up
-	$(BIN)/handoff bench $(BENCH_ARGS)
-
 lint: install
-	$(BIN)/ruff check plugins dags tests bench
+	$(BIN)/ruff check plugins dags tests
 
 # Regenerate the lock: a fresh venv from the loose pins in pyproject.toml, then freeze everything exactly.
 lock:

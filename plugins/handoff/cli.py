@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
-
-from handoff import settings
 
 
 class CliError(SystemExit):
@@ -138,11 +135,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(args)
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    bench = settings.REPO_ROOT / "bench" / "run.py"
-    return subprocess.call([sys.executable, str(bench), *args.bench_args])
-
-
 def _require_warehouse() -> None:
     from handoff import warehouse  # noqa: PLC0415
 
@@ -200,9 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end-date", type=parse_day, default=None, help="last sample day (default: yesterday UTC)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("bench", help="the benchmark (bench/run.py): tiers S and M, results in bench/results/")
-    p.add_argument("bench_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -21,6 +21,8 @@ END = date(2026, 10, 31)
 MARTS = ["dim_contacts", "fct_contact_engagement_daily", "fct_contact_scores_daily", "fct_stage_transitions",
          "mql_sql_conversion_cohorts", "mql_sql_lagged_conversion", "sql_handoff_queue"]
 
+CANARY = "canary-token-5f1c0e7a9b3d4e21"
+
 pytestmark = pytest.mark.slow
 
 
@@ -39,6 +41,9 @@ def home(tmp_path_factory):
         if key.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "HANDOFF_WAREHOUSE_URL")):
             env.pop(key)
     run = _runner(env)
+    # a canary CRM token: handoff run passes it to the DAG through the handoff_crm Airflow connection
+    (home / "crm").mkdir()
+    (home / "crm" / "token").write_text(CANARY)
     run("warehouse", "up")
     run("sample", "--out", str(home / "sample"), "--contacts", "400", "--days", "60", "--seed", "7",
         "--end-date", END.isoformat())
@@ -117,6 +122,27 @@ def test_a_day_runs_end_to_end_and_rerunning_it_changes_nothing(home):
     assert {k: v for k, v in after.items() if k != "sql_handoff_queue"} == \
         {k: v for k, v in hashes.items() if k != "sql_handoff_queue"}
     assert after["sql_handoff_queue"][0] <= queue_after_push
+    _assert_no_secret_leaked(home)
+
+
+def _assert_no_secret_leaked(home: Path) -> None:
+    """The CRM token and the warehouse passwords never reach task logs, XComs, rendered templates (both live in
+    Airflow's metadata DB) or dbt's artifacts and logs."""
+    creds = json.loads((home / "warehouse" / "credentials.json").read_text())
+    secrets = [CANARY.encode()] + [c["password"].encode() for c in creds.values()]
+    places = [*(home / "airflow").rglob("*"), *(REPO / "dbt_project" / "target").rglob("*"),
+              *(REPO / "dbt_project" / "logs").rglob("*")]
+    scanned = 0
+    for path in places:
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        scanned += 1
+        for secret in secrets:
+            assert secret not in data, f"a secret leaked into {path}"
+    logs = list((home / "airflow" / "logs").rglob("*.log"))
+    assert logs and (home / "airflow" / "airflow.db").exists() and scanned > len(logs)
+    assert any(b"sql_handoff_queue" in p.read_bytes() for p in logs)  # the logs we scanned are the run's
 
 
 def _raw_counts(conninfo: str) -> dict[str, int]:
