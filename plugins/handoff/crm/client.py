@@ -101,14 +101,20 @@ def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-def _parse_ms(value: Any) -> int | None:
+def parse_timestamp(value: Any) -> datetime | None:
+    """An ISO-8601 timestamp from the API as an aware datetime (no offset = UTC); None when absent or unreadable."""
     if not isinstance(value, str) or not value:
         return None
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return _ms(dt)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+def _parse_ms(value: Any) -> int | None:
+    dt = parse_timestamp(value)
+    return None if dt is None else _ms(dt)
 
 
 class CrmClient:

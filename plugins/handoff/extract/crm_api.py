@@ -26,7 +26,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from handoff.crm.client import CrmClient
+from handoff.crm.client import CrmClient, parse_timestamp
 from handoff.load import batches, copytext
 
 log = logging.getLogger(__name__)
@@ -66,16 +66,6 @@ OBJECTS: dict[str, ObjectSpec] = {
 DEFAULT_OBJECTS = ("owners", "companies", "contacts", "deals", "meetings", "calls")
 
 
-def _parse_ts(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
-
-
 def get_watermark(cur: psycopg.Cursor, object_type: str) -> datetime | None:
     row = cur.execute("select watermark from ops.crm_watermarks where object_type = %s", [object_type]).fetchone()
     return row[0] if row else None
@@ -102,7 +92,7 @@ class _Spool:
         if ref is None or ref == "":
             self.quarantine.add(None, None, data, "missing id")
             return
-        updated = _parse_ts(obj.get("updatedAt"))
+        updated = parse_timestamp(obj.get("updatedAt"))
         if updated is None:
             self.quarantine.add(None, ref, data, f"unparseable updatedAt: {str(obj.get('updatedAt'))[:64]!r}")
             return
@@ -110,7 +100,7 @@ class _Spool:
             self.quarantine.add(None, ref, data, "NUL character (\\u0000) in a value: PostgreSQL cannot store it")
             return
         archived = obj.get("archived") is True
-        stamp = max(updated, _parse_ts(obj.get("archivedAt")) or updated) if archived else updated
+        stamp = max(updated, parse_timestamp(obj.get("archivedAt")) or updated) if archived else updated
         if self.max_stamp is None or stamp > self.max_stamp:
             self.max_stamp = stamp
         self.file.write(self.prefix)

@@ -23,14 +23,9 @@ def escape_bytes(data: bytes) -> bytes:
 
     Newlines are escaped too; callers that escape a whole buffer of lines at once split on b"\\n" first.
     """
-    if b"\\" in data:
-        data = data.replace(b"\\", b"\\\\")
-    if b"\t" in data:
-        data = data.replace(b"\t", b"\\t")
+    data = escape_lines(data)
     if b"\n" in data:
         data = data.replace(b"\n", b"\\n")
-    if b"\r" in data:
-        data = data.replace(b"\r", b"\\r")
     return data
 
 
