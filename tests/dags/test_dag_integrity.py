@@ -88,6 +88,10 @@ def test_daily_dag_order_is_extract_load_then_dbt_then_push(parsed):
     # every dbt model task hangs (transitively) below the freshness check; the push waits for every leaf
     push_upstream = set(tasks["push_sqls"]["upstream"])
     assert push_upstream and push_upstream <= set(dbt_tasks)
+    # ... and on every last dbt task (tests spanning several models included): a failed dbt test stops the push
+    has_downstream = {u for t in dbt_tasks for u in tasks[t]["upstream"]}
+    leaves = {t for t in dbt_tasks if t not in has_downstream}
+    assert leaves == push_upstream
     assert tasks["push_sqls"]["trigger_rule"] == "all_success"
     roots = [t for t in dbt_tasks if not any(u.startswith("dbt_build.") for u in tasks[t]["upstream"])]
     assert all(tasks[t]["upstream"] == ["dbt_source_freshness"] for t in roots)
