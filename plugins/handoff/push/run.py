@@ -410,7 +410,18 @@ def push_queue(conninfo: str, client: Any = None, *, run_id: str, as_of: datetim
             conn.execute("select pg_advisory_unlock(hashtext(%s))", [LOCK_KEY])
     summary["duplicate_queue_rows"] = duplicates
     log.info("push %s: %s", run_id, summary)
+    progress = sum(summary[k] for k in ("contacts_updated", "tasks_created", "tasks_recovered", "skipped", "parked"))
+    if summary["retry_next_run"] and not progress:
+        # nothing is lost (nothing was acknowledged; the next run delivers), but a CRM outage must not look green
+        raise CrmUnavailable(
+            f"the CRM answered none of this push's requests usefully: {summary['retry_next_run']} new SQLs wait for "
+            f"the next run, nothing was acknowledged. Check the handoff_crm connection (URL, token) and the CRM's "
+            f"status; ops.crm_push_log (run_id {run_id!r}) has each row's error.")
     return summary
+
+
+class CrmUnavailable(RuntimeError):
+    """A push that could deliver nothing at all: the task fails loudly instead of reporting a quiet success."""
 
 
 def _lock(conn: psycopg.Connection, config: cfg.PushConfig) -> None:
