@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import socket
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from handoff.load import analytics
 from handoff.warehouse import local
 
 from tests.plugins.load.events import write_file
+from tests.waiting import wait_until
 
 LINES = 100_000
 DAY = (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC))
@@ -31,16 +31,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-
-def _wait(predicate, what: str, timeout: float = 60.0):
-    """Poll ``predicate`` until it returns a truthy value (a deadline, not a timing assumption)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _children(pid: int) -> list[int]:
@@ -80,7 +70,7 @@ def crash_server(c: local.LocalCluster) -> None:
             os.kill(proc, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
         local.kill_postmaster(c)
-    _wait(lambda: not any(local._pid_alive(p) for p in [pid, *children]), "the killed cluster's processes to end")
+    wait_until(lambda: not any(local._pid_alive(p) for p in [pid, *children]), "the killed cluster's processes to end")
     assert not c.is_running()
 
 
@@ -102,7 +92,7 @@ def test_postgres_restarted_mid_run_the_retried_task_succeeds(cluster, tmp_path,
                 "and relid = 'raw.analytics_events'::regclass").fetchone()
             return row[0] if row and row[0] > 1000 else None
 
-        processed = _wait(copy_running, "the loader's COPY to be running")
+        processed = wait_until(copy_running, "the loader's COPY to be running")
         stop(c)
         assert c.up(**QUIET) is True  # the restart
         with pytest.raises(analytics.LoadError, match=r"events-0000\.jsonl failed, nothing of it was committed"):

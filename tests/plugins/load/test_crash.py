@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 
 import psycopg
 from handoff.load import analytics
 
 from tests.plugins.load.events import write_file
+from tests.waiting import wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 LINES = 200_000
@@ -26,16 +26,6 @@ load_analytics_files(os.environ["LOADER_DSN"], os.environ["LANDING"], datetime(2
                      datetime(2026, 3, 3, tzinfo=UTC))
 """
 
-
-def _wait(predicate, what: str, timeout: float = 60.0):
-    """Poll ``predicate`` until it returns a truthy value (a deadline, not a timing assumption)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_sigkill_during_copy_leaves_nothing_and_rerun_loads_whole_file(wh, tmp_path):
@@ -53,13 +43,13 @@ def test_sigkill_during_copy_leaves_nothing_and_rerun_loads_whole_file(wh, tmp_p
                 raise AssertionError(f"the loader exited ({child.returncode}) before we saw its COPY run")
             return row if row and row[1] > 1000 else None
 
-        backend_pid, processed = _wait(copy_running, "the loader's COPY to be running")
+        backend_pid, processed = wait_until(copy_running, "the loader's COPY to be running")
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
         assert child.returncode == -signal.SIGKILL
         assert 1000 < processed < LINES
         # the server notices the dead client and rolls the transaction back; wait for its backend to end
-        _wait(lambda: admin.execute("select count(*) = 0 from pg_stat_activity where pid = %s",
+        wait_until(lambda: admin.execute("select count(*) = 0 from pg_stat_activity where pid = %s",
                                     [backend_pid]).fetchone()[0], "the killed loader's backend to end")
     finally:
         if child.poll() is None:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ from handoff.crm_sandbox import Faults
 from handoff.push import PushConfig, push_queue
 
 from tests.plugins.push.support import AS_OF, TOKEN, Api, calls, client, log_rows, make_queue, queue_row
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 CREATE = "POST /crm/v3/objects/tasks/batch/create"
@@ -136,15 +136,6 @@ push_queue(os.environ["PUSHER_DSN"], client, run_id="day", as_of=datetime.fromis
 """
 
 
-def _wait(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def test_killed_between_the_create_and_its_log_write_the_rerun_creates_no_duplicate(wh, crm, clock):
     handle = crm(250)
@@ -159,7 +150,7 @@ def test_killed_between_the_create_and_its_log_write_the_rerun_creates_no_duplic
                 raise AssertionError(f"the push exited ({child.returncode}) before its first task create")
             return calls(handle.stats(), CREATE) >= 1
 
-        _wait(first_create_seen, "the first task batch create")
+        wait_until(first_create_seen, "the first task batch create")
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
         assert child.returncode == -signal.SIGKILL
