@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint lock warehouse-up warehouse-down clean
+.PHONY: install demo test test-fast lint lock warehouse-up warehouse-down clean bench
 
 install: $(INSTALLED)
 
@@ -27,6 +27,10 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The full benchmark: make bench BENCH_ARGS='--tier S' (or --tier M); results in bench/results/.
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check plugins dags tests
