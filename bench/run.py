@@ -148,9 +148,7 @@ def stage_dlt(p: dict) -> dict:
     with psycopg.connect(tgt.conninfo("admin"), autocommit=True) as conn:
         conn.execute("drop schema if exists dlt_bench cascade")
         conn.execute("checkpoint")
-    cred = tgt.credentials["admin"]
-    os.environ["DESTINATION__POSTGRES__CREDENTIALS"] = (
-        f"postgresql://{cred['user']}:{cred['password']}@{tgt.host}:{tgt.port}/{DB}")
+    os.environ["DESTINATION__POSTGRES__CREDENTIALS"] = tgt.url("admin")  # the scratch DB (tgt.dbname == DB)
     os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"  # nothing leaves the machine
     os.environ["RUNTIME__LOG_LEVEL"] = "WARNING"
     import dlt  # noqa: PLC0415
