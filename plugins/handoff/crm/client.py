@@ -5,7 +5,7 @@ fields the model does not know (custom properties survive, but e.g. ``archivedAt
 HubSpot adds later, does not), while raw tables must keep the object exactly as the API returned it; it has no
 rate limiter shared across its sub-clients (each API class retries on its own via urllib3, sleeping inside the
 SDK); and it would add a second HTTP stack next to ``httpx``. A ~300-line ``httpx`` client gives us the exact
-JSON, one token bucket for every request the process sends (reads now, the push's writes later), retries we
+JSON, one rate limiter for every request the process sends (reads now, the push's writes later), retries we
 control and can test deterministically, and one place that guarantees the token never reaches a log line, an
 exception or a repr. The sandbox accepts what the SDK sends; this client sends the same requests.
 
@@ -21,6 +21,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -51,48 +52,47 @@ class CrmError(RuntimeError):
 
 
 class RateLimiter:
-    """A thread-safe token bucket: ``rate`` requests per ``per`` seconds, bursts up to ``rate``.
+    """At most ``rate`` requests in any ``per`` seconds: HubSpot's rolling window (100 per 10 s), shared by every
+    request the client sends. Thread-safe.
 
-    ``pause(seconds)`` empties the bucket for that long (the server said 429): every thread sharing the limiter
-    waits, not just the one that was refused.
+    A sliding window, not a token bucket: a bucket of capacity N refilled at N/window lets up to 2N through in the
+    first window, which a rolling window answers with 429s. ``pause(seconds)`` (the server said 429) makes every
+    thread sharing the limiter wait, not just the one that was refused.
     """
 
     def __init__(self, rate: int = 100, per: float = 10.0, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if rate <= 0 or per <= 0:
             raise ValueError(f"rate limiter needs rate > 0 and per > 0, got {rate}/{per}s")
-        self.rate, self.per = rate, per
+        self.rate = rate
+        # a little slack: the server stamps a request when it arrives, which may be later than we sent it
+        self.per = per + min(0.05, per * 0.01)
         self._clock, self._sleep = clock, sleep
-        self._tokens = float(rate)
-        self._updated = clock()
+        self._sent: deque[float] = deque()
         self._blocked_until = 0.0
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
-        """Take one token, waiting as long as needed; returns the seconds waited."""
+        """Wait for a send slot and take it; returns the seconds waited."""
         waited = 0.0
         while True:
             with self._lock:
                 now = self._clock()
-                if now < self._blocked_until:
-                    wait = self._blocked_until - now
-                else:
-                    self._tokens = min(float(self.rate), self._tokens + (now - self._updated) * self.rate / self.per)
-                    self._updated = now
-                    if self._tokens >= 1 - 1e-9:  # tolerate float rounding (0.9999999999999998 is a token)
-                        self._tokens = max(0.0, self._tokens - 1)
-                        return waited
-                    # at least 1 ms: a wait so small the clock cannot advance by it would spin forever
-                    wait = max((1 - self._tokens) * self.per / self.rate, 0.001)
+                while self._sent and self._sent[0] <= now - self.per:
+                    self._sent.popleft()
+                wait = max(self._blocked_until - now,
+                           self._sent[0] + self.per - now if len(self._sent) >= self.rate else 0.0)
+                if wait <= 0:
+                    self._sent.append(now)
+                    return waited
+                # at least 1 ms: a wait so small the clock cannot advance by it would spin forever
+                wait = max(wait, 0.001)
             self._sleep(wait)
             waited += wait
 
     def pause(self, seconds: float) -> None:
         with self._lock:
-            now = self._clock()
-            self._blocked_until = max(self._blocked_until, now + seconds)
-            self._tokens = 0.0
-            self._updated = max(self._updated, now + seconds)
+            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
 
 
 def _ms(value: datetime) -> int:

@@ -39,7 +39,7 @@ from handoff.push.config import PushConfig
 from handoff.push.log import ACKNOWLEDGED_PREDICATE
 from handoff.push.run import push_queue
 from handoff.push.throughput import floor_seconds, requests_needed
-from handoff.push.transport import NoAnswer, SlidingWindowLimiter, Transport, as_transport
+from handoff.push.transport import NoAnswer, Transport, as_transport
 
-__all__ = ["ACKNOWLEDGED_PREDICATE", "NoAnswer", "PushConfig", "SlidingWindowLimiter", "Transport",
+__all__ = ["ACKNOWLEDGED_PREDICATE", "NoAnswer", "PushConfig", "Transport",
            "as_transport", "floor_seconds", "push_queue", "requests_needed"]

@@ -9,10 +9,7 @@ request of the run; anything else with a ``post(path, body) -> Answer`` method (
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -35,49 +32,6 @@ class NoAnswer(Exception):
 @runtime_checkable
 class Transport(Protocol):
     def post(self, path: str, body: dict[str, Any]) -> Answer: ...
-
-
-class SlidingWindowLimiter:
-    """At most ``max_requests`` sends in any ``window_s`` seconds (HubSpot's rolling ten-second policy).
-
-    A drop-in for ``handoff.crm.client.RateLimiter`` (``acquire``/``pause``). A token bucket of capacity N refilled
-    at N/window lets up to 2N through in the first window, which a rolling window answers with 429s;
-    remembering the last N send times never exceeds the window. Thread-safe.
-    """
-
-    def __init__(self, max_requests: int, window_s: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        if max_requests < 1 or window_s <= 0:
-            raise ValueError(f"rate limit needs positive requests and window, got {max_requests}/{window_s}")
-        self.max_requests = max_requests
-        # a little slack: the server stamps a request when it arrives, which may be later for an old one
-        self.window_s = window_s + min(0.05, window_s * 0.01)
-        self.clock = clock
-        self.sleep = sleep
-        self._sent: deque[float] = deque()
-        self._not_before = 0.0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Wait for a send slot and take it; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self.clock()
-                while self._sent and self._sent[0] <= now - self.window_s:
-                    self._sent.popleft()
-                wait = max(self._not_before - now,
-                           self._sent[0] + self.window_s - now if len(self._sent) >= self.max_requests else 0.0)
-                if wait <= 0:
-                    self._sent.append(now)
-                    return waited
-            self.sleep(wait)
-            waited += wait
-
-    def pause(self, seconds: float) -> None:
-        """The server said the window is full (429): nobody sends for ``seconds``."""
-        with self._lock:
-            self._not_before = max(self._not_before, self.clock() + seconds)
 
 
 def _json_or_text(resp: Any) -> Any:

@@ -1,12 +1,11 @@
 """Push throughput against the rate limit: N SQLs into a CRM sandbox limited to R requests per W seconds.
 
     cd /work/main && .venv/bin/python tests/plugins/push/bench_push.py [--sqls 1000] [--rate 100/1]
-        [--limiter bucket|window|both]
 
 Uses a scratch database (handoff_bench_push) on the project's warehouse and a fresh sandbox per trial. Prints
 the push's wall time next to the rate-limit floor (requests needed / sustained rate, handoff.push.floor_seconds),
-the requests sent and the 429s the CRM answered. ``bucket`` is handoff.crm.client.RateLimiter (the client's
-default kind), ``window`` handoff.push.SlidingWindowLimiter passed to the same CrmClient.
+the requests sent and the 429s the CRM answered, with the client's own rate limiter (handoff.crm.client.RateLimiter,
+a rolling window like HubSpot's).
 """
 
 from __future__ import annotations
@@ -28,14 +27,14 @@ sys.path.insert(0, str(REPO))
 from handoff import warehouse  # noqa: E402
 from handoff.crm.client import CrmClient, RateLimiter  # noqa: E402
 from handoff.crm_sandbox import start_sandbox  # noqa: E402
-from handoff.push import PushConfig, SlidingWindowLimiter, floor_seconds, push_queue, requests_needed  # noqa: E402
+from handoff.push import PushConfig, floor_seconds, push_queue, requests_needed  # noqa: E402
 
 from tests.plugins.push.support import AS_OF, TOKEN, make_queue, queue_row, seed_crm  # noqa: E402
 
 DB = "handoff_bench_push"
 
 
-def trial(tgt: warehouse.Target, n: int, rate: tuple[int, float], limiter_kind: str) -> dict:
+def trial(tgt: warehouse.Target, n: int, rate: tuple[int, float]) -> dict:
     with psycopg.connect(tgt.conninfo("admin"), autocommit=True) as conn:
         conn.execute("truncate ops.crm_push_log, ops.crm_push_preview")
     make_queue(tgt, [queue_row(i) for i in range(1, n + 1)])
@@ -44,7 +43,7 @@ def trial(tgt: warehouse.Target, n: int, rate: tuple[int, float], limiter_kind: 
         seed_crm(state, n)
         handle = start_sandbox(state, token=TOKEN, rate_limit=rate, daily_limit=None)
         try:
-            limiter = RateLimiter(rate[0], rate[1]) if limiter_kind == "bucket" else SlidingWindowLimiter(*rate)
+            limiter = RateLimiter(rate[0], rate[1])
             with CrmClient(handle.url, TOKEN, rate_limiter=limiter, max_attempts=10) as client:
                 t0 = time.perf_counter()
                 summary = push_queue(tgt.conninfo("pusher"), client, run_id="bench", as_of=AS_OF,
@@ -54,7 +53,7 @@ def trial(tgt: warehouse.Target, n: int, rate: tuple[int, float], limiter_kind: 
         finally:
             handle.stop()
     assert summary["tasks_created"] == n, summary
-    return {"limiter": limiter_kind, "elapsed_s": elapsed, "requests": stats["total"],
+    return {"elapsed_s": elapsed, "requests": stats["total"],
             "429s": stats["by_status"].get("429", 0), "logical_requests": summary["crm_requests"]}
 
 
@@ -62,7 +61,6 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sqls", type=int, default=1000)
     ap.add_argument("--rate", default="100/1", help="sandbox and client limit, requests/seconds")
-    ap.add_argument("--limiter", choices=["bucket", "window", "both"], default="both")
     args = ap.parse_args()
     count, _, seconds = args.rate.partition("/")
     rate = (int(count), float(seconds or 10))
@@ -75,10 +73,9 @@ def main() -> None:
     floor = floor_seconds(args.sqls, rate_limit=rate)
     print(f"{args.sqls} SQLs at {rate[0]} requests / {rate[1]:g} s: {requests_needed(args.sqls)} requests needed, "
           f"floor {floor:.2f} s (requests / sustained rate)")
-    for kind in (["bucket", "window"] if args.limiter == "both" else [args.limiter]):
-        r = trial(tgt, args.sqls, rate, kind)
-        print(f"  {kind:6s} limiter: {r['elapsed_s']:6.2f} s = {r['elapsed_s'] / floor:4.2f}x floor; "
-              f"{r['requests']} HTTP requests ({r['logical_requests']} calls, {r['429s']} answered 429)")
+    r = trial(tgt, args.sqls, rate)
+    print(f"  client limiter: {r['elapsed_s']:6.2f} s = {r['elapsed_s'] / floor:4.2f}x floor; "
+          f"{r['requests']} HTTP requests ({r['logical_requests']} calls, {r['429s']} answered 429)")
 
 
 if __name__ == "__main__":

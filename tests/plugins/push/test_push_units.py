@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from handoff.push import SlidingWindowLimiter, floor_seconds, requests_needed
+from handoff.crm.client import RateLimiter
+from handoff.push import floor_seconds, requests_needed
 from handoff.push.payloads import QueueRow, contact_properties, task_properties
 from handoff.push.run import _diff
 
@@ -49,9 +50,9 @@ def test_read_back_tolerates_forward_moves_and_formats_but_not_changes():
     assert _diff(sent, None) == {"missing": {"sent": "record", "read": None}}
 
 
-def test_the_sliding_window_never_lets_more_than_max_through_in_any_window():
+def test_the_client_limiter_never_lets_more_than_max_through_in_any_window():
     clock = FakeClock()
-    limiter = SlidingWindowLimiter(100, 10.0, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(100, 10.0, clock=clock, sleep=clock.sleep)
     sent = []
     for _ in range(350):
         limiter.acquire()
