@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -24,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from handoff import settings
-from handoff.warehouse.local import ROLES, LocalCluster, WarehouseError
+from handoff.warehouse.local import ROLES, LocalCluster, WarehouseError, new_role_credentials, write_private_json
 
 __all__ = ["ROLES", "LocalCluster", "Target", "WarehouseError", "connect", "setup", "target"]
 
@@ -64,7 +63,8 @@ def target() -> Target:
     url = settings.external_warehouse_url()
     if url is None:
         cluster = LocalCluster()
-        return Target("127.0.0.1", cluster.port, settings.WAREHOUSE_DB, cluster.credentials(), local=True)
+        return Target("127.0.0.1", cluster.port, settings.WAREHOUSE_DB, _password_overrides(cluster.credentials()),
+                      local=True)
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"} or not parts.hostname:
         raise WarehouseError(
@@ -73,7 +73,7 @@ def target() -> Target:
         )
     admin = {"user": unquote(parts.username or os.environ.get("USER", "postgres")),
              "password": unquote(parts.password or "")}
-    creds = _role_credentials(settings.paths().home / "external-credentials.json", parts.hostname)
+    creds = _password_overrides(_role_credentials(settings.paths().home / "external-credentials.json", parts.hostname))
     creds["admin"] = admin
     return Target(parts.hostname, parts.port or 5432, (parts.path or "/").lstrip("/") or settings.WAREHOUSE_DB,
                   creds, local=False)
@@ -83,13 +83,16 @@ def _role_credentials(path: Path, host: str) -> dict[str, dict[str, str]]:
     """Generated role passwords for an external warehouse, kept 0600 in local state (never in the repo)."""
     stored: dict[str, dict[str, dict[str, str]]] = json.loads(path.read_text()) if path.exists() else {}
     if host not in stored:
-        stored[host] = {role: {"user": f"handoff_{role}", "password": secrets.token_urlsafe(24)} for role in ROLES}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(stored, fh, indent=2)
-    creds = dict(stored[host])
-    for role in ROLES:  # a deployment may fix the passwords (docker-compose, a secrets manager)
+        stored[host] = new_role_credentials()
+        write_private_json(path, stored)
+    return dict(stored[host])
+
+
+def _password_overrides(creds: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """``HANDOFF_<ROLE>_PASSWORD`` fixes a role's password (docker-compose, a secrets manager), for either target;
+    ``warehouse up`` then sets it on the role."""
+    creds = dict(creds)
+    for role in ROLES:
         if os.environ.get(f"HANDOFF_{role.upper()}_PASSWORD"):
             creds[role] = {"user": f"handoff_{role}", "password": os.environ[f"HANDOFF_{role.upper()}_PASSWORD"]}
     return creds

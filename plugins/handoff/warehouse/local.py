@@ -245,14 +245,22 @@ class LocalCluster:
         """Generated passwords for the admin and every role, kept in a 0600 file under the cluster folder."""
         if self.credentials_file.exists():
             return json.loads(self.credentials_file.read_text())
-        self.root.mkdir(parents=True, exist_ok=True)
-        creds = {"admin": {"user": ADMIN_USER, "password": secrets.token_urlsafe(24)}}
-        for role in ROLES:
-            creds[role] = {"user": f"handoff_{role}", "password": secrets.token_urlsafe(24)}
-        fd = os.open(self.credentials_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(creds, fh, indent=2)
+        creds = {"admin": {"user": ADMIN_USER, "password": secrets.token_urlsafe(24)}, **new_role_credentials()}
+        write_private_json(self.credentials_file, creds)
         return creds
+
+
+def new_role_credentials() -> dict[str, dict[str, str]]:
+    """A fresh generated password for every role of DESIGN.md."""
+    return {role: {"user": f"handoff_{role}", "password": secrets.token_urlsafe(24)} for role in ROLES}
+
+
+def write_private_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` readable by its owner only (0600): the place generated secrets are kept."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -150,3 +150,18 @@ def test_a_target_never_shows_its_passwords(wh_target):
     text = repr(wh_target) + str(wh_target)
     for cred in wh_target.credentials.values():
         assert cred["password"] not in text
+
+
+def test_a_role_password_can_be_fixed_by_the_environment(monkeypatch, tmp_path):
+    """HANDOFF_<ROLE>_PASSWORD wins over the generated one, for the local cluster and an external URL alike."""
+    monkeypatch.setenv("HANDOFF_HOME", str(tmp_path))
+    generated = warehouse.target().credentials["pusher"]["password"]
+    monkeypatch.setenv("HANDOFF_PUSHER_PASSWORD", "fixed-by-deployment")
+    assert warehouse.target().credentials["pusher"] == {"user": "handoff_pusher", "password": "fixed-by-deployment"}
+    assert warehouse.target().credentials["loader"]["password"] != "fixed-by-deployment"
+    monkeypatch.setenv("HANDOFF_WAREHOUSE_URL", "postgresql://admin:pw@db.example:5432/handoff")
+    assert warehouse.target().credentials["pusher"]["password"] == "fixed-by-deployment"
+    monkeypatch.delenv("HANDOFF_PUSHER_PASSWORD")
+    monkeypatch.delenv("HANDOFF_WAREHOUSE_URL")
+    assert warehouse.target().credentials["pusher"]["password"] == generated
+    assert oct((tmp_path / "warehouse" / "credentials.json").stat().st_mode & 0o777) == "0o600"
