@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from handoff import settings
@@ -29,6 +30,13 @@ def dbt_env(role: str = "transformer") -> dict[str, str]:
         "DBT_PROJECT_DIR": str(PROJECT),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
+
+
+def interval_env(start: datetime | None, end: datetime | None) -> dict[str, str]:
+    """The run's data interval for dbt (macros/incremental.sql): environment variables, not --vars, because a
+    change of --vars makes dbt re-parse the whole project on every run."""
+    return {"HANDOFF_DATA_INTERVAL_START": start.isoformat() if start else "",
+            "HANDOFF_DATA_INTERVAL_END": end.isoformat() if end else ""}
 
 
 def dbt_executable() -> str:

@@ -78,8 +78,8 @@ def dbt_source_freshness(interval_end: datetime) -> dict:
     """``dbt source freshness`` before the build: a source that stopped arriving fails the run here."""
     from handoff import dbt_runner  # noqa: PLC0415
 
-    res = dbt_runner.run(["source", "freshness", "--vars", f"{{data_interval_end: '{utc(interval_end).isoformat()}'}}"],
-                         quiet=True, check=False, needs_db=False, env=dbt_env_from_airflow())
+    res = dbt_runner.run(["source", "freshness"], quiet=True, check=False, needs_db=False,
+                         env={**dbt_env_from_airflow(), **dbt_runner.interval_env(None, utc(interval_end))})
     if res.returncode != 0:
         raise RuntimeError("dbt source freshness failed: a source is stale or missing\n" + res.stdout[-4000:])
     return {"status": "fresh"}

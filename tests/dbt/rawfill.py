@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,8 +28,11 @@ def _lines(path: Path) -> Iterable[str]:
 
 
 def fill(conninfo: str, sample_dir: str | Path, *, crm: bool = True, days: Iterable[str] | None = None,
-         loaded_at: datetime | None = None) -> dict[str, int]:
-    """Insert the sample's CRM objects and analytics events into raw.*; returns rows per table."""
+         loaded_at: datetime | None = None, keep: Callable[[dict], bool] | None = None) -> dict[str, int]:
+    """Insert the sample's CRM objects and analytics events into raw.*; returns rows per table.
+
+    ``keep(event)`` (optional) picks the analytics events to load, e.g. all but those held back as late.
+    """
     sample = Path(sample_dir)
     batch = str(uuid.uuid4())
     loaded = loaded_at or datetime.now(UTC)
@@ -60,6 +63,8 @@ def fill(conninfo: str, sample_dir: str | Path, *, crm: bool = True, days: Itera
                 for path in sorted(folder.glob("*.jsonl*")):
                     for i, line in enumerate(_lines(path), start=1):
                         ev = json.loads(line)
+                        if keep is not None and not keep(ev):
+                            continue
                         cp.write_row((batch, loaded, str(path), i, ev["messageId"], ev["type"], ev.get("event"),
                                       ev.get("anonymousId"), ev.get("userId"), ev["timestamp"], ev["receivedAt"],
                                       line.strip()))

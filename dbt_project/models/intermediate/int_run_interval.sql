@@ -1,5 +1,5 @@
--- The run's data interval: the vars the DAG passes, or (when null) everything the warehouse holds, ending at the
--- midnight after the latest event or CRM change. `interval_end_date` is the last day a run reports on.
+-- The run's data interval (macro data_interval: the environment the DAG sets, or vars), or (when unset)
+-- everything the warehouse holds, ending at the midnight after the latest event or CRM change. `interval_end_date` is the last day a run reports on.
 with
 
 events as (
@@ -20,13 +20,13 @@ data_end as (
 
 final as (
     select
-        {% if var('data_interval_start') %}
-            cast('{{ var("data_interval_start") }}' as timestamptz)
+        {% if data_interval('data_interval_start') %}
+            cast('{{ data_interval("data_interval_start") }}' as timestamptz)
         {% else %}
             cast(null as timestamptz)
         {% endif %} as interval_start_at,
-        {% if var('data_interval_end') %}
-            cast('{{ var("data_interval_end") }}' as timestamptz)
+        {% if data_interval('data_interval_end') %}
+            cast('{{ data_interval("data_interval_end") }}' as timestamptz)
         {% else %}
             coalesce(data_end_utc at time zone 'UTC', '1970-01-02'::timestamptz)
         {% endif %} as interval_end_at

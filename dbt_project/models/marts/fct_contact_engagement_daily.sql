@@ -19,6 +19,17 @@ contacts as (
 run_interval as (
     select * from {{ ref('int_run_interval') }}
 ),
+{% if is_incremental() and data_interval('data_interval_start') %}
+
+touched as (
+    -- the (contact, day) rows this run rebuilds: every day in the lookback, and older days that gained facts
+    -- known in the lookback (identifying a visitor today brings its anonymous history with it)
+    select distinct contact_id, event_date
+    from facts
+    where event_date >= {{ lookback_start_date() }}
+        or known_date >= {{ lookback_start_date() }}
+),
+{% endif %}
 
 daily as (
     select
@@ -30,9 +41,13 @@ daily as (
         min(facts.occurred_at) as first_activity_at,
         max(facts.occurred_at) as last_activity_at
     from facts
+    {% if is_incremental() and data_interval('data_interval_start') %}
+    inner join touched
+        on facts.contact_id = touched.contact_id
+        and facts.event_date = touched.event_date
+    {% endif %}
     cross join run_interval
     where facts.event_date <= run_interval.interval_end_date
-        {{ incremental_lookback_filter('facts.event_date') }}
     group by facts.contact_id, facts.event_date
 ),
 
