@@ -1,7 +1,8 @@
 """handoff_daily — the marketing→sales hand-off, one data interval (one UTC day) per run.
 
-extract/load (CRM + analytics files) → dbt source freshness → dbt build (one task per model, tests included)
-→ push new SQLs to the CRM. A failed dbt test fails its task, and the push (all_success) never runs.
+extract/load (CRM + analytics files) → dbt source freshness → dbt: seeds and staging views in one task, then one
+task per intermediate model and mart (tests included) → push new SQLs to the CRM. A failed dbt test fails its
+task, and the push (all_success) never runs.
 
 This file is configuration only: schedule, order, retries, timeouts. Every task body calls into
 ``plugins/handoff`` (``handoff.pipeline``); nothing here touches a database or the network at import time.
@@ -9,16 +10,18 @@ This file is configuration only: schedule, order, retries, timeouts. Every task 
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
-from handoff.dbt_dag import dbt_build_group
+from handoff.dbt_dag import dbt_build_group, dbt_staging_task
 
 DEFAULT_ARGS = {
     "owner": "handoff",
     "retries": 2,
-    "retry_delay": timedelta(minutes=2),
+    # HANDOFF_RETRY_DELAY_SECONDS: the first retry's delay (README "Configuration"; tests use 1 s)
+    "retry_delay": timedelta(seconds=int(os.environ.get("HANDOFF_RETRY_DELAY_SECONDS", "120"))),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=20),
     "execution_timeout": timedelta(minutes=60),
@@ -66,8 +69,9 @@ def handoff_daily():
 
     loaded = [extract_load_crm(), extract_load_analytics()]
     freshness = dbt_source_freshness()
+    staging = dbt_staging_task()
     transform = dbt_build_group()
-    loaded >> freshness >> transform >> push_sqls()
+    loaded >> freshness >> staging >> transform >> push_sqls()
 
 
 handoff_daily()

@@ -1,5 +1,7 @@
-"""The dbt stage of the daily DAG, rendered by astronomer-cosmos: one Airflow task per dbt model (run + its
-tests, ``TestBehavior.BUILD``), so a failing model or test is visible, retried and stops what depends on it.
+"""The dbt stage of the daily DAG, rendered by astronomer-cosmos: the seeds and staging views in one task
+(``dbt_staging``: one ``dbt build`` of that thin layer, tests included), then one Airflow task per intermediate
+model and mart (run + its tests, ``TestBehavior.BUILD``), so a failing model or test is visible, retried and stops
+what depends on it.
 
 Rendering uses Cosmos's manifest load mode: the DAG parses from ``dbt_project/target/manifest.json`` (made by
 ``dbt parse``, which ``make install`` and ``handoff run`` do) with no database and no dbt subprocess at parse
@@ -17,11 +19,12 @@ from handoff import settings
 MANIFEST = settings.DBT_PROJECT_DIR / "target" / "manifest.json"
 
 
-def dbt_vars_template() -> dict[str, str]:
-    """dbt vars for a run, as Airflow templates rendered per data interval."""
+def dbt_interval_env_template() -> dict[str, str]:
+    """The run's data interval for dbt (macros/incremental.sql), as Airflow templates rendered per run. Passed as
+    environment, not dbt vars: changed vars make every run's first dbt call re-parse the whole project."""
     return {
-        "data_interval_start": "{{ data_interval_start.isoformat() }}",
-        "data_interval_end": "{{ data_interval_end.isoformat() }}",
+        "HANDOFF_DATA_INTERVAL_START": "{{ data_interval_start.isoformat() }}",
+        "HANDOFF_DATA_INTERVAL_END": "{{ data_interval_end.isoformat() }}",
     }
 
 
@@ -31,11 +34,47 @@ def execution_mode() -> str:
     return os.environ.get("HANDOFF_DBT_EXECUTION_MODE", "local")
 
 
+# The thin first layer (seeds: the funnel definition; staging: typed views over raw) builds in ONE dbt call with
+# its tests: a task per view would cost ~1 s of scheduling each for sub-second work. Every intermediate model and
+# mart keeps its own task (run + tests), where the time and the failures are.
+STAGING_SELECT = "resource_type:seed path:models/staging"
+
+
+def _profile():
+    from cosmos import ProfileConfig  # noqa: PLC0415
+    from cosmos.profiles import PostgresUserPasswordProfileMapping  # noqa: PLC0415
+
+    return ProfileConfig(
+        profile_name="handoff",
+        target_name="airflow",
+        profile_mapping=PostgresUserPasswordProfileMapping(
+            conn_id=settings.CONN_TRANSFORMER, profile_args={"schema": "staging", "threads": 2}
+        ),
+    )
+
+
+def dbt_staging_task(task_id: str = "dbt_staging"):
+    """Seeds and staging views with their tests, one `dbt build` (tests spanning later layers wait for those)."""
+    from cosmos.constants import InvocationMode  # noqa: PLC0415
+    from cosmos.operators.local import DbtBuildLocalOperator  # noqa: PLC0415
+
+    return DbtBuildLocalOperator(
+        task_id=task_id,
+        project_dir=settings.DBT_PROJECT_DIR,
+        profile_config=_profile(),
+        select=STAGING_SELECT,
+        indirect_selection="cautious",
+        invocation_mode=InvocationMode.DBT_RUNNER,
+        install_deps=False,
+        retries=1,
+        env=dbt_interval_env_template(),
+    )
+
+
 def dbt_build_group(group_id: str = "dbt_build"):
     from cosmos import (  # noqa: PLC0415
         DbtTaskGroup,
         ExecutionConfig,
-        ProfileConfig,
         ProjectConfig,
         RenderConfig,
     )
@@ -46,25 +85,16 @@ def dbt_build_group(group_id: str = "dbt_build"):
         TestBehavior,
         TestIndirectSelection,
     )
-    from cosmos.profiles import PostgresUserPasswordProfileMapping  # noqa: PLC0415
 
     watcher = execution_mode() == "watcher"
-    profile = ProfileConfig(
-        profile_name="handoff",
-        target_name="airflow",
-        profile_mapping=PostgresUserPasswordProfileMapping(
-            conn_id=settings.CONN_TRANSFORMER, profile_args={"schema": "staging", "threads": 2}
-        ),
-    )
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
             dbt_project_path=settings.DBT_PROJECT_DIR,
             manifest_path=MANIFEST,
             install_dbt_deps=False,
-            dbt_vars=dbt_vars_template(),
         ),
-        profile_config=profile,
+        profile_config=_profile(),
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode(execution_mode()),
             invocation_mode=InvocationMode.DBT_RUNNER,
@@ -73,11 +103,12 @@ def dbt_build_group(group_id: str = "dbt_build"):
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
+            exclude=STAGING_SELECT.split(),  # dbt_staging builds those, before this group
             # watcher: the producer's single `dbt build` runs every test; per-model tasks report them.
             test_behavior=TestBehavior.AFTER_EACH if watcher else TestBehavior.BUILD,
             # ... and tests spanning several models (relationships) get their own task after all of them
             should_detach_multiple_parents_tests=True,
             emit_datasets=False,
         ),
-        operator_args={"install_deps": False, "retries": 1},
+        operator_args={"install_deps": False, "retries": 1, "env": dbt_interval_env_template()},
     )

@@ -52,12 +52,6 @@ def test_every_dag_imports_without_errors(parsed):
     assert "handoff_daily" in parsed["dags"]
 
 
-def test_every_dag_parses_in_under_a_second(parsed):
-    # DagBag's own per-file import duration, the figure the dag-processor reports
-    for stat in parsed["stats"]:
-        assert stat["duration"] < 1.0, f"{stat['file']} took {stat['duration']:.2f}s to parse"
-
-
 def test_dags_have_tags_owner_and_retries(parsed):
     for dag_id, dag in parsed["dags"].items():
         assert dag["tags"], f"{dag_id} has no tags"
@@ -93,6 +87,10 @@ def test_daily_dag_order_is_extract_load_then_dbt_then_push(parsed):
     leaves = {t for t in dbt_tasks if t not in has_downstream}
     assert leaves == push_upstream
     assert tasks["push_sqls"]["trigger_rule"] == "all_success"
+    # seeds and staging views build first, in one task, right after the freshness check; every model task of the
+    # group hangs below it
+    assert tasks["dbt_staging"]["upstream"] == ["dbt_source_freshness"]
     roots = [t for t in dbt_tasks if not any(u.startswith("dbt_build.") for u in tasks[t]["upstream"])]
-    assert all(tasks[t]["upstream"] == ["dbt_source_freshness"] for t in roots)
+    assert roots and all(tasks[t]["upstream"] == ["dbt_staging"] for t in roots)
+    assert not any(".stg_" in t or t.endswith("_seed_build") for t in dbt_tasks)
     assert parsed["dags"]["handoff_daily"]["timetable"] == "CronDataIntervalTimetable"

@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from datetime import date
@@ -36,7 +37,7 @@ def _free_port() -> int:
 def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("handoff_home")
     env = {**os.environ, "HANDOFF_HOME": str(home), "HANDOFF_WAREHOUSE_PORT": str(_free_port()),
-           "PYTHONPATH": str(REPO / "plugins")}
+           "PYTHONPATH": str(REPO / "plugins"), "HANDOFF_RETRY_DELAY_SECONDS": "1"}
     for key in list(env):
         if key.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "HANDOFF_WAREHOUSE_URL")):
             env.pop(key)
@@ -150,3 +151,36 @@ def _raw_counts(conninfo: str) -> dict[str, int]:
         tables = [r[0] for r in conn.execute(
             "select format('%I.%I', schemaname, tablename) from pg_tables where schemaname = 'raw'")]
         return {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in tables}
+
+
+def test_a_failing_dbt_test_stops_everything_downstream_the_push_included(home):
+    """A row no dbt test accepts (here: an event type outside the Segment spec, written straight to raw as a
+    second writer or a loader bug would) fails the staging task's accepted_values test: no model after it runs,
+    the push does not run, the run fails loudly, and the marts stay as the last good run left them."""
+    home, env, run = home
+    conninfo = _admin(home, env)
+    with psycopg.connect(conninfo) as conn:
+        pushes = conn.execute("select count(*) from ops.crm_push_log").fetchone()[0]
+    hashes = _mart_hashes(conninfo)
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("insert into raw.analytics_events select _batch_id, _loaded_at, _source, _line,"
+                     " 'not-in-the-spec-1', 'bogus', event_name, anonymous_id, user_id, event_at, received_at, record"
+                     " from raw.analytics_events limit 1")
+    try:
+        failed = run("run", "--date", END.isoformat(), check=False)
+    finally:
+        with psycopg.connect(conninfo) as conn:
+            conn.execute("delete from raw.analytics_events where message_id = 'not-in-the-spec-1'")
+    assert failed.returncode != 0
+    with sqlite3.connect(home / "airflow" / "airflow.db") as db:
+        states = dict(db.execute(
+            "select task_id, state from task_instance where run_id = (select run_id from dag_run"
+            " where dag_id = 'handoff_daily' order by id desc limit 1)").fetchall())
+    # the failing test is a staging one: the staging task fails, and no model task after it runs
+    assert states["dbt_staging"] == "failed"
+    models = [t for t in states if t.startswith("dbt_build.")]
+    assert len(models) > 20 and {states[t] for t in models} == {"upstream_failed"}
+    assert states["push_sqls"] == "upstream_failed"
+    with psycopg.connect(conninfo) as conn:
+        assert conn.execute("select count(*) from ops.crm_push_log").fetchone()[0] == pushes
+    assert _mart_hashes(conninfo) == hashes
