@@ -20,6 +20,19 @@ from handoff import warehouse  # noqa: E402
 TEST_DB = os.environ.get("HANDOFF_TEST_DB", f"handoff_test_{os.getpid()}")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--soak", action="store_true", help="run the soak trials too (make test-soak)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--soak"):
+        return
+    skip = pytest.mark.skip(reason="a soak trial: make test-soak runs it")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def wh_target():
     """A fresh database (``handoff_test``) on the warehouse, with schemas, tables and roles set up."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -175,6 +176,34 @@ def test_killed_between_the_create_and_its_log_write_the_rerun_creates_no_duplic
     settled = log_rows(wh, "action = 'create_task' and contact_id = 'wh-1'")
     assert [r["status"] for r in settled] == ["unknown", "succeeded"]
     assert settled[0]["reason"].startswith("no outcome recorded")
+    assert_exactly_once(wh, handle, rows)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("trial", range(5))
+def test_push_killed_at_a_random_point_then_rerun_delivers_exactly_once(wh, crm, clock, trial):
+    """SIGKILL the push after a random number of CRM calls (the seed in any failure): the rerun settles what was
+    in flight, and every SQL ends with exactly one task."""
+    seed = int(os.environ.get("HANDOFF_KILL_SEED", random.randrange(10**6))) + trial
+    handle = crm(250)
+    rows = [queue_row(n) for n in range(1, 251)]
+    make_queue(wh, rows)
+    env = dict(os.environ, REPO=str(REPO), CRM_URL=handle.url, CRM_TOKEN=TOKEN, PUSHER_DSN=wh.conninfo("pusher"),
+               AS_OF=AS_OF.isoformat())
+    kill_after = random.Random(seed).randint(1, 12)
+    child = subprocess.Popen([sys.executable, "-c", CHILD], env=env)
+    try:
+        def posts() -> int:
+            return sum(calls(stats, path) for stats in [handle.stats()] for path in stats["by_path"]
+                       if path.startswith("POST "))
+
+        wait_until(lambda: child.poll() is not None or posts() >= kill_after, f"{kill_after} CRM calls")
+    finally:
+        child.kill()
+        child.wait()
+    with client(handle.url, clock) as crm_client:
+        push_queue(wh.conninfo("pusher"), crm_client, run_id="rerun", as_of=AS_OF, config=PushConfig(sla_hours=24))
+    print(f"killed after {kill_after} calls (HANDOFF_KILL_SEED={seed - trial})")
     assert_exactly_once(wh, handle, rows)
 
 
