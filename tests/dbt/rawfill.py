@@ -82,6 +82,17 @@ def truncate_raw(conninfo: str) -> None:
             conn.execute("truncate " + ", ".join(t for (t,) in tables))
 
 
+def drop_dbt_relations(admin: str) -> None:
+    """A clean slate for a dbt build: drop every table and view dbt owns (other tests may leave stand-ins)."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for kind, name in conn.execute(
+                "select 'table', format('%I.%I', schemaname, tablename) from pg_tables"
+                " where schemaname in ('staging', 'intermediate', 'marts') union all"
+                " select 'view', format('%I.%I', schemaname, viewname) from pg_views"
+                " where schemaname in ('staging', 'intermediate', 'marts')").fetchall():
+            conn.execute(f"drop {kind} if exists {name} cascade")
+
+
 if __name__ == "__main__":  # python tests/dbt/rawfill.py SAMPLE_DIR DBNAME
     import dataclasses
     import sys

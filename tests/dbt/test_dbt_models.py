@@ -27,7 +27,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from handoff import dbt_runner
-from rawfill import fill, truncate_raw
+from rawfill import drop_dbt_relations, fill, truncate_raw
 
 from tests.waiting import wait_until
 
@@ -106,16 +106,6 @@ def _dbt(tmp: Path, *args: str, start: datetime | None = None, end: datetime = I
     _in_process_dbt(env, list(args))
 
 
-def _drop_dbt_relations(admin: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for kind, name in conn.execute(
-                "select 'table', format('%I.%I', schemaname, tablename) from pg_tables"
-                " where schemaname in ('staging', 'intermediate', 'marts') union all"
-                " select 'view', format('%I.%I', schemaname, viewname) from pg_views"
-                " where schemaname in ('staging', 'intermediate', 'marts')").fetchall():
-            conn.execute(f"drop {kind} if exists {name} cascade")
-
-
 @pytest.fixture(scope="module")
 def built(wh_target, tmp_path_factory):
     """Generate the sample, fill raw.*, run `dbt build` on handoff_test; yields (conninfo, sample, tmp)."""
@@ -125,7 +115,7 @@ def built(wh_target, tmp_path_factory):
     sample = tmp / "sample"
     sample_mod.generate(sample, seed=7, contacts=800, days=90, end_date=END)
     admin = wh_target.conninfo("admin")
-    _drop_dbt_relations(admin)  # a clean slate: other test modules may leave stand-ins (e.g. the push's queue)
+    drop_dbt_relations(admin)  # a clean slate: other test modules may leave stand-ins (e.g. the push's queue)
     truncate_raw(admin)
     fill(admin, sample)
     _dbt(tmp, "build")

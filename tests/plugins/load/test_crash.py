@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
 
 import psycopg
+import pytest
 from handoff.load import analytics
 
 from tests.plugins.load.events import write_file
@@ -29,6 +31,19 @@ load_analytics_files(os.environ["LOADER_DSN"], os.environ["LANDING"], datetime(2
 
 
 def test_sigkill_during_copy_leaves_nothing_and_rerun_loads_whole_file(wh, tmp_path):
+    _kill_during_copy_then_rerun(wh, tmp_path, after_rows=1000)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("trial", range(5))
+def test_sigkill_at_a_random_point_of_the_copy_then_rerun_loads_whole_file(wh, tmp_path, trial):
+    seed = int(os.environ.get("HANDOFF_KILL_SEED", random.randrange(10**6))) + trial
+    after_rows = random.Random(seed).randrange(1000, LINES - 20_000)
+    print(f"killing after {after_rows} rows (HANDOFF_KILL_SEED={seed - trial})")
+    _kill_during_copy_then_rerun(wh, tmp_path, after_rows=after_rows)
+
+
+def _kill_during_copy_then_rerun(wh, tmp_path, *, after_rows: int) -> None:
     landing = tmp_path / "landing"
     path = write_file(landing / "2026-03-02" / "events-0000.jsonl", n=LINES)
     admin = psycopg.connect(wh.conninfo("admin"), autocommit=True)
@@ -41,13 +56,13 @@ def test_sigkill_during_copy_leaves_nothing_and_rerun_loads_whole_file(wh, tmp_p
                 "where p.datname = current_database() and p.relid = 'raw.analytics_events'::regclass").fetchone()
             if child.poll() is not None:
                 raise AssertionError(f"the loader exited ({child.returncode}) before we saw its COPY run")
-            return row if row and row[1] > 1000 else None
+            return row if row and row[1] > after_rows else None
 
         backend_pid, processed = wait_until(copy_running, "the loader's COPY to be running")
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
         assert child.returncode == -signal.SIGKILL
-        assert 1000 < processed < LINES
+        assert after_rows < processed < LINES
         # the server notices the dead client and rolls the transaction back; wait for its backend to end
         wait_until(lambda: admin.execute("select count(*) = 0 from pg_stat_activity where pid = %s",
                                     [backend_pid]).fetchone()[0], "the killed loader's backend to end")
