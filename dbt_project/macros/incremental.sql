@@ -17,3 +17,27 @@
         and {{ date_column }} >= {{ lookback_start_date() }}
     {%- endif -%}
 {%- endmacro %}
+
+{% macro interval_end_date() -%}
+    ((cast('{{ data_interval("data_interval_end") }}' as timestamptz) - interval '1 microsecond') at time zone 'UTC')::date
+{%- endmacro %}
+
+{#- True when this run recomputes only the days from data_interval_start - lookback_days (an incremental run with
+    an interval); a full refresh, or a run with no interval, recomputes everything. -#}
+{% macro recomputes_range() -%}
+    {{ return(is_incremental() and data_interval('data_interval_start') and data_interval('data_interval_end')) }}
+{%- endmacro %}
+
+{#- Pre-hook of the incremental models that append: the days this run recomputes leave first, in the same
+    transaction, so a row that no longer holds (a rule that stopped firing after late events) does not linger.
+    Days after the interval end (a rerun of an older day) are kept. -#}
+{% macro delete_recomputed_days(date_column) -%}
+    {%- if recomputes_range() -%}
+        delete from {{ this }}
+        where {{ date_column }} between {{ lookback_start_date() }} and {{ interval_end_date() }}
+    {%- elif is_incremental() -%}
+        delete from {{ this }}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}

@@ -1,4 +1,11 @@
-{{ config(pre_hook="set local work_mem = '" ~ var('heavy_model_work_mem') ~ "'") }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    indexes=[{'columns': ['contact_id', 'score_date']}, {'columns': ['score_date']}],
+    pre_hook=["set local work_mem = '" ~ var('heavy_model_work_mem') ~ "'",
+              "{{ delete_recomputed_days('score_date') }}"],
+) }}
 -- Behaviour rule hits: one row per contact per day per behaviour or derived rule of the funnel definition that
 -- scores non-zero points that day, with the value it saw (fit rules: int_contact_fit_rule_hits — fit attributes
 -- are the contact's current ones, so they do not change by day). Rules are evaluated generically from the seed
@@ -12,10 +19,16 @@
 -- count · 2^((e − a)/h) (a = the contact's first day; exact, and no per-rule × per-day × per-event join).
 -- Days before a feature's first occurrence are skipped: `handoff funnel check` rejects behaviour conditions
 -- that would hold with no activity at all.
+-- Incremental: a daily run recomputes only the days from data_interval_start − lookback_days to the interval end
+-- (late events correct them), each window total summed straight from the sparse per-day facts — a handful of
+-- days × each contact's active days, the same numbers the running sums give a full refresh.
 with
 
 features as (
     select * from {{ ref('int_contact_features_daily') }}
+    {% if recomputes_range() %}
+    where score_date between {{ lookback_start_date() }} and {{ interval_end_date() }}
+    {% endif %}
 ),
 
 facts as (
@@ -36,6 +49,40 @@ needed as (
     from rules
     where feature_class = 'behaviour'
 ),
+
+{% if recomputes_range() %}
+
+known_daily as (
+    -- the rule features' occurrences per contact per known day (active days only), up to the interval end
+    select facts.contact_id, facts.feature, facts.known_date, count(*) as n
+    from facts
+    where facts.feature in (select needed.feature from needed)
+        and facts.known_date <= {{ interval_end_date() }}
+    group by facts.contact_id, facts.feature, facts.known_date
+),
+
+windowed as (
+    -- total(d, W) = occurrences known in (d − W, d]; faded(d, W) = the same, each × 0.5^((d − e)/h)
+    select
+        features.contact_id,
+        features.score_date,
+        known_daily.feature,
+        needed.window_days,
+        sum(known_daily.n)::double precision as window_count,
+        sum(known_daily.n * power(0.5::double precision,
+            (features.score_date - known_daily.known_date) / settings.half_life_days)) as window_faded
+    from features
+    inner join known_daily
+        on features.contact_id = known_daily.contact_id
+        and known_daily.known_date <= features.score_date
+    inner join needed
+        on known_daily.feature = needed.feature
+        and known_daily.known_date > features.score_date - needed.window_days
+    cross join settings
+    group by features.contact_id, features.score_date, known_daily.feature, needed.window_days
+),
+
+{% else %}
 
 first_seen as (
     -- each contact's first day with each behaviour feature some rule uses: before it every window is empty
@@ -100,6 +147,8 @@ windowed as (
     from running
     window by_day as (partition by contact_id, feature, window_days order by score_date)
 ),
+
+{% endif %}
 
 behaviour_hits as (
     select

@@ -1,14 +1,29 @@
 -- Scores: one row per contact per day from its first known day to the interval end: score = fit score (its
 -- fit rule hits) + engagement score (that day's behaviour and derived rule hits), with the rules that fired, their
--- points and the values they saw (as known at the end of that day).
+-- points and the values they saw (as known at the end of that day). Incremental like its rule hits: a daily run
+-- recomputes the days from data_interval_start − lookback_days to the interval end.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    indexes=[{'columns': ['contact_id', 'score_date'], 'unique': true}, {'columns': ['score_date']}],
+    pre_hook="{{ delete_recomputed_days('score_date') }}",
+) }}
+
 with
 
 features as (
     select * from {{ ref('int_contact_features_daily') }}
+    {% if recomputes_range() %}
+    where score_date between {{ lookback_start_date() }} and {{ interval_end_date() }}
+    {% endif %}
 ),
 
 behaviour_hits as (
     select * from {{ ref('int_contact_rule_hits_daily') }}
+    {% if recomputes_range() %}
+    where score_date between {{ lookback_start_date() }} and {{ interval_end_date() }}
+    {% endif %}
 ),
 
 fit_hits as (
