@@ -6,17 +6,12 @@
     {{ return(var(name) or env_var('HANDOFF_' ~ name | upper, '') or none) }}
 {%- endmacro %}
 
-{#- Incremental models rebuild from data_interval_start - var('lookback_days') (late events correct earlier
-    days); with no interval start, or on a full refresh, they process everything. -#}
+{#- Incremental models recompute the days from data_interval_start - var('lookback_days') (late events correct
+    earlier days); with no interval start, or on a full refresh, they process everything. -#}
 {% macro lookback_start_date() -%}
     (cast('{{ data_interval("data_interval_start") }}' as timestamptz) at time zone 'UTC')::date - {{ var('lookback_days') | int }}
 {%- endmacro %}
 
-{% macro incremental_lookback_filter(date_column) -%}
-    {%- if is_incremental() and data_interval('data_interval_start') -%}
-        and {{ date_column }} >= {{ lookback_start_date() }}
-    {%- endif -%}
-{%- endmacro %}
 
 {% macro interval_end_date() -%}
     ((cast('{{ data_interval("data_interval_end") }}' as timestamptz) - interval '1 microsecond') at time zone 'UTC')::date

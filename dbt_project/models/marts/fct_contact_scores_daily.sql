@@ -1,10 +1,13 @@
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
-    unique_key=['contact_id', 'score_date'],
+    incremental_strategy='append',
     on_schema_change='fail',
     indexes=[{'columns': ['contact_id', 'score_date'], 'unique': true}, {'columns': ['score_date']}],
+    pre_hook="{{ delete_recomputed_days('score_date') }}",
 ) }}
+-- Incremental: the recomputed days leave by a range delete on score_date (indexed), then append. dbt's
+-- delete+insert by key took 223 s of a 1,070 s one-day build at 100,000 contacts; the unique index still refuses a
+-- duplicate day.
 
 with
 
@@ -34,7 +37,9 @@ final as (
     from scores
     cross join settings
     where scores.score_date >= scores.lead_date
-        {{ incremental_lookback_filter('scores.score_date') }}
+        {% if recomputes_range() %}
+        and scores.score_date between {{ lookback_start_date() }} and {{ interval_end_date() }}
+        {% endif %}
 )
 
 select * from final
