@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 END = date(2026, 10, 31)
@@ -27,16 +28,10 @@ CANARY = "canary-token-5f1c0e7a9b3d4e21"
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("handoff_home")
-    env = {**os.environ, "HANDOFF_HOME": str(home), "HANDOFF_WAREHOUSE_PORT": str(_free_port()),
+    env = {**os.environ, "HANDOFF_HOME": str(home), "HANDOFF_WAREHOUSE_PORT": str(free_port()),
            "PYTHONPATH": str(REPO / "plugins"), "HANDOFF_RETRY_DELAY_SECONDS": "1"}
     for key in list(env):
         if key.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "HANDOFF_WAREHOUSE_URL")):

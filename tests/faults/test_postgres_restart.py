@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,17 +18,12 @@ from handoff.load import analytics
 from handoff.warehouse import local
 
 from tests.plugins.load.events import write_file
+from tests.ports import free_port
 from tests.waiting import wait_until
 
 LINES = 100_000
 DAY = (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC))
 QUIET = {"log": lambda *_: None}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 
@@ -48,7 +42,7 @@ def _children(pid: int) -> list[int]:
 @pytest.fixture
 def cluster(tmp_path_factory):
     """A throw-away cluster on a free port, with the warehouse's schemas, tables and roles."""
-    c = local.LocalCluster(root=tmp_path_factory.mktemp("wh") / "warehouse", port=_free_port())
+    c = local.LocalCluster(root=tmp_path_factory.mktemp("wh") / "warehouse", port=free_port())
     c.up(**QUIET)
     tgt = warehouse.Target("127.0.0.1", c.port, "handoff", c.credentials(), local=True)
     warehouse.setup(tgt, **QUIET)

@@ -15,13 +15,9 @@ import pytest
 from handoff import warehouse
 from handoff.warehouse import local
 
+from tests.ports import free_port
+
 REPO = Path(__file__).resolve().parents[3]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(params=["system", "pgserver"])
@@ -31,7 +27,7 @@ def cluster(request, tmp_path_factory, monkeypatch):
         monkeypatch.setenv("HANDOFF_PG_BINARIES", "pgserver")
     elif local.find_binaries().origin != "system":
         pytest.skip("no system PostgreSQL binaries on this machine")
-    c = local.LocalCluster(root=tmp_path_factory.mktemp("wh") / "warehouse", port=_free_port())
+    c = local.LocalCluster(root=tmp_path_factory.mktemp("wh") / "warehouse", port=free_port())
     yield c
     c.down(log=lambda *_: None)
 
@@ -99,7 +95,7 @@ def test_pgserver_binaries_are_the_fallback(monkeypatch):
     ("postgresql://x:y@127.0.0.1:{closed}/handoff", "is the server running"),
 ])
 def test_bad_warehouse_url_exits_non_zero_with_a_message(url, message, wh_target):
-    env = {**os.environ, "HANDOFF_WAREHOUSE_URL": url.format(port=wh_target.port, closed=_free_port()),
+    env = {**os.environ, "HANDOFF_WAREHOUSE_URL": url.format(port=wh_target.port, closed=free_port()),
            "HANDOFF_HOME": str(REPO / ".local")}
     res = subprocess.run([sys.executable, "-m", "handoff.cli", "warehouse", "status"], env=env, capture_output=True,
                          text=True, cwd=REPO)
