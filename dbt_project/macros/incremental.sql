@@ -1,7 +1,8 @@
 {#- The run's data interval comes from the environment (HANDOFF_DATA_INTERVAL_START / _END, ISO-8601; the DAG
-    and `handoff dbt` set them) or from vars of the same name (data_interval_start / _end) for a one-off
-    `dbt --vars`. The environment is the default because dbt re-parses the whole project when --vars change
-    (about 3.5 s here, on every daily run), while a changed env_var re-parses only the files that read it. -#}
+    sets them per run) or from vars of the same name (data_interval_start / _end) for a one-off `dbt --vars`.
+    The environment is the default because dbt re-parses the whole project when --vars change (a `dbt run` of
+    the daily selection: 12.6 s with changed --vars, 10.1 s with a changed env var), while a changed env_var
+    re-parses only the files that read it. -#}
 {% macro data_interval(name) -%}
     {{ return(var(name) or env_var('HANDOFF_' ~ name | upper, '') or none) }}
 {%- endmacro %}
