@@ -14,6 +14,23 @@
 {%- endmacro %}
 
 
+{#- The first day an incremental model recomputes: L = lookback_start_date(); after skipped runs (the DAG does not
+    catch up), the day the first missed run would have started from: the last day the model holds + 1 − lookback
+    days, so the gap and the late events of the days before it are recomputed. Read from the model's own table
+    before anything is deleted: delete_recomputed_days keeps it for the transaction (recompute_start_date()). -#}
+{% macro recompute_start_expr(date_column) -%}
+    least({{ lookback_start_date() }}, coalesce(
+        (select max({{ date_column }}) from {{ this }}), {{ lookback_start_date() }} - 1
+    ) + 1 - {{ var('lookback_days') | int }})
+{%- endmacro %}
+
+
+{#- recompute_start_expr as delete_recomputed_days fixed it for this model's transaction. -#}
+{% macro recompute_start_date() -%}
+    current_setting('handoff.recompute_start')::date
+{%- endmacro %}
+
+
 {% macro interval_end_date() -%}
     ((cast('{{ data_interval("data_interval_end") }}' as timestamptz) - interval '1 microsecond') at time zone 'UTC')::date
 {%- endmacro %}
@@ -24,13 +41,15 @@
     {{ return(is_incremental() and data_interval('data_interval_start') and data_interval('data_interval_end')) }}
 {%- endmacro %}
 
-{#- Pre-hook of the incremental models that append: the days this run recomputes leave first, in the same
-    transaction, so a row that no longer holds (a rule that stopped firing after late events) does not linger.
-    Days after the interval end (a rerun of an older day) are kept. -#}
+{#- Pre-hook of the incremental models that append: fixes recompute_start_date() for the transaction, then the days
+    it recomputes (from it to the interval end) leave first, in the same transaction, so a row that no longer holds
+    (a rule that stopped firing after late events) does not linger. Days after the interval end (a rerun of an
+    older day) are kept. -#}
 {% macro delete_recomputed_days(date_column) -%}
     {%- if recomputes_range() -%}
+        select set_config('handoff.recompute_start', ({{ recompute_start_expr(date_column) }})::text, true);
         delete from {{ this }}
-        where {{ date_column }} between {{ lookback_start_date() }} and {{ interval_end_date() }}
+        where {{ date_column }} between {{ recompute_start_date() }} and {{ interval_end_date() }}
     {%- elif is_incremental() -%}
         delete from {{ this }}
     {%- else -%}

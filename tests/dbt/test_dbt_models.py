@@ -396,12 +396,13 @@ MODELS = ["--exclude", "resource_type:seed", "resource_type:unit_test"]
 DAILY = ["--select", "+fct_contact_scores_daily", "+fct_contact_engagement_daily", *MODELS]
 
 
-def _replay_days(admin: str, sample: Path, tmp: Path, days: int, *, late: bool) -> dict:
+def _replay_days(admin: str, sample: Path, tmp: Path, days: int, *, late: bool, skipped: frozenset = frozenset()) -> dict:
     """Rebuild the last ``days`` days one daily run at a time, ending with every mart built as of END.
 
     late=True  -- daily runs as they happen: each day's files arrive that day, except a tenth of the events of
                   the days in reach, which arrive three days late (the lookback);
     late=False -- a backfill: every file is already there, and the days run in order.
+    skipped    -- days whose run does not happen (an outage: the DAG does not catch up); their files still arrive.
     Before the first day: the CRM snapshot and the history, then a full refresh up to the first day. The CRM
     snapshot is loaded once, up front: fit attributes are the contact's current ones (README, known gaps), so a
     CRM change would make an old daily row differ from a refresh by design, not by bug.
@@ -430,10 +431,12 @@ def _replay_days(admin: str, sample: Path, tmp: Path, days: int, *, late: bool) 
         if three_days_ago in late_days:
             n = fill(admin, sample, crm=False, days=[folders[three_days_ago]], keep=_late)["analytics_events"]
             loaded, late_loaded = loaded + n, late_loaded + n
-        before = _engagement_on(admin, three_days_ago)
-        last = day == END  # the last day runs the whole project: every mart, incremental where it is
-        _dbt(tmp, "run", *(MODELS if last else DAILY), start=_midnight(day), end=_midnight(day) + timedelta(days=1))
-        corrected += _engagement_on(admin, three_days_ago) > before
+        if day not in skipped:
+            before = _engagement_on(admin, three_days_ago)
+            last = day == END  # the last day runs the whole project: every mart, incremental where it is
+            _dbt(tmp, "run", *(MODELS if last else DAILY), start=_midnight(day),
+                 end=_midnight(day) + timedelta(days=1))
+            corrected += _engagement_on(admin, three_days_ago) > before
         day += timedelta(days=1)
     return {"loaded": loaded, "late_loaded": late_loaded, "corrected": corrected, "marts": _mart_rows(admin)}
 
@@ -452,14 +455,16 @@ def _assert_same_marts(got: dict[str, Counter], want: dict[str, Counter]) -> Non
 
 def test_two_weeks_of_daily_runs_with_late_events_equal_one_full_refresh(built):
     """Day by day over the last two weeks, a tenth of each day's events arriving three days late (the lookback),
-    then the marts equal one full refresh over the same data: zero differing rows in every mart."""
+    with a five-day outage in the middle (no runs: the DAG does not catch up, so the next run fills the gap), then
+    the marts equal one full refresh over the same data: zero differing rows in every mart."""
     admin, sample, tmp = built
     total = _rows(admin, "select count(*) as n from raw.analytics_events")[0]["n"]  # the whole sample
-    daily = _replay_days(admin, sample, tmp, 14, late=True)
+    outage = frozenset(END - timedelta(days=d) for d in range(4, 9))  # longer than the lookback
+    daily = _replay_days(admin, sample, tmp, 14, late=True, skipped=outage)
     # counts reconcile: every event of the sample was loaded once, a tenth of the late days' events late
     assert daily["loaded"] == total
     assert daily["late_loaded"] > 100
-    assert daily["corrected"] >= 10, "late events should have corrected the engagement of the day they happened"
+    assert daily["corrected"] >= 6, "late events should have corrected the engagement of the day they happened"
 
     _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
     _assert_same_marts(daily["marts"], _mart_rows(admin))

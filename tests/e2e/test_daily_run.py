@@ -158,7 +158,8 @@ def test_a_failing_dbt_test_stops_everything_downstream_the_push_included(home):
         pushes = conn.execute("select count(*) from ops.crm_push_log").fetchone()[0]
     hashes = _mart_hashes(conninfo)
     with psycopg.connect(conninfo) as conn:
-        conn.execute("insert into raw.analytics_events select _batch_id, _loaded_at, _source, _line,"
+        # a second writer's own batch (staging reads raw by batch: a batch is written once, in one transaction)
+        conn.execute("insert into raw.analytics_events select gen_random_uuid(), now(), _source, _line,"
                      " 'not-in-the-spec-1', 'bogus', event_name, anonymous_id, user_id, event_at, received_at, record"
                      " from raw.analytics_events limit 1")
     try:

@@ -1,6 +1,17 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    indexes=[{'columns': ['contact_id', 'score_date'], 'unique': true}, {'columns': ['score_date']}],
+    pre_hook="{{ delete_recomputed_days('score_date') }}",
+) }}
 -- The point-in-time behaviour of every contact: one row per contact per day from the first day we know of it
 -- (lead creation, or its earliest stitched activity) to the interval end, with each behaviour feature's count
 -- of facts KNOWN on that day (0 when none) and the days since its last known activity.
+-- Incremental: a daily run recomputes the days from data_interval_start − lookback_days (L) to the interval end
+-- for every contact, carrying its last activity from its row of day L − 1; a contact with no row that day (new,
+-- or first seen in the CRM only now) gets its whole spine. Rows of days before L stay as they were: facts known
+-- before L do not change after the lookback, as in every incremental model here.
 with
 
 contacts as (
@@ -10,6 +21,15 @@ contacts as (
 facts as (
     select * from {{ ref('int_contact_engagement_facts') }}
 ),
+
+{% if recomputes_range() %}
+carried as (
+    -- each contact's row of the day before the recomputed range: where its spine started, its last activity
+    select contact_id, spine_start_date, last_activity_date
+    from {{ this }}
+    where score_date = {{ recompute_start_date() }} - 1
+),
+{% endif %}
 
 run_interval as (
     select * from {{ ref('int_run_interval') }}
@@ -26,6 +46,11 @@ facts_daily as (
     from facts
     cross join run_interval
     where facts.known_date <= run_interval.interval_end_date
+        {% if recomputes_range() %}
+        -- a carried contact needs only the recomputed days
+        and (facts.known_date >= {{ recompute_start_date() }}
+            or not exists (select 1 from carried where carried.contact_id = facts.contact_id))
+        {% endif %}
     group by facts.contact_id, facts.known_date
 ),
 
@@ -39,10 +64,24 @@ bounds as (
     select
         contacts.contact_id,
         {{ utc_date('contacts.lead_at') }} as lead_date,
-        least({{ utc_date('contacts.lead_at') }}, first_known.first_known_date) as spine_start_date
+        {% if recomputes_range() %}
+        coalesce(carried.spine_start_date,
+            least({{ utc_date('contacts.lead_at') }}, first_known.first_known_date)) as spine_start_date,
+        -- the first day recomputed: L for a contact carried over, else its whole spine
+        case when carried.contact_id is not null then {{ recompute_start_date() }} end as recompute_from_date,
+        carried.last_activity_date as carried_last_activity_date
+        {% else %}
+        least({{ utc_date('contacts.lead_at') }}, first_known.first_known_date) as spine_start_date,
+        cast(null as date) as recompute_from_date,
+        cast(null as date) as carried_last_activity_date
+        {% endif %}
     from contacts
     left join first_known
         on contacts.contact_id = first_known.contact_id
+    {% if recomputes_range() %}
+    left join carried
+        on contacts.contact_id = carried.contact_id
+    {% endif %}
 ),
 
 spine as (
@@ -50,11 +89,12 @@ spine as (
         bounds.contact_id,
         bounds.lead_date,
         bounds.spine_start_date,
+        bounds.carried_last_activity_date,
         days.score_date::date as score_date
     from bounds
     cross join run_interval
     cross join lateral generate_series(
-        bounds.spine_start_date, run_interval.interval_end_date, interval '1 day'
+        coalesce(bounds.recompute_from_date, bounds.spine_start_date), run_interval.interval_end_date, interval '1 day'
     ) as days (score_date)
     where bounds.spine_start_date is not null
 ),
@@ -65,6 +105,7 @@ joined as (
         spine.score_date,
         spine.lead_date,
         spine.spine_start_date,
+        spine.carried_last_activity_date,
         {% for feature in behaviour_features() %}
         coalesce(facts_daily.{{ feature }}, 0) as {{ feature }},
         {% endfor %}
@@ -78,14 +119,23 @@ joined as (
 final as (
     select
         joined.*,
-        max(activity_date) over (
-            partition by contact_id order by score_date rows unbounded preceding
+        coalesce(
+            max(activity_date) over (partition by contact_id order by score_date rows unbounded preceding),
+            carried_last_activity_date
         ) as last_activity_date
     from joined
 )
 
 select
-    *,
+    contact_id,
+    score_date,
+    lead_date,
+    spine_start_date,
+    {% for feature in behaviour_features() %}
+    {{ feature }},
+    {% endfor %}
+    activity_date,
+    last_activity_date,
     -- days since the last known activity (since the first known day when there was none yet)
     score_date - coalesce(last_activity_date, spine_start_date) as days_since_last_activity
 from final

@@ -15,14 +15,14 @@ with
 features as (
     select * from {{ ref('int_contact_features_daily') }}
     {% if recomputes_range() %}
-    where score_date between {{ lookback_start_date() }} and {{ interval_end_date() }}
+    where score_date between {{ recompute_start_date() }} and {{ interval_end_date() }}
     {% endif %}
 ),
 
 behaviour_hits as (
     select * from {{ ref('int_contact_rule_hits_daily') }}
     {% if recomputes_range() %}
-    where score_date between {{ lookback_start_date() }} and {{ interval_end_date() }}
+    where score_date between {{ recompute_start_date() }} and {{ interval_end_date() }}
     {% endif %}
 ),
 

@@ -22,12 +22,13 @@ run_interval as (
 {% if is_incremental() and data_interval('data_interval_start') %}
 
 touched as (
-    -- the (contact, day) rows this run rebuilds: every day in the lookback, and older days that gained facts
-    -- known in the lookback (identifying a visitor today brings its anonymous history with it)
+    -- the (contact, day) rows this run rebuilds: every day in the lookback (or since the last day held, after
+    -- skipped runs), and older days that gained facts known since then (identifying a visitor today brings its
+    -- anonymous history with it)
     select distinct contact_id, event_date
     from facts
-    where event_date >= {{ lookback_start_date() }}
-        or known_date >= {{ lookback_start_date() }}
+    where event_date >= {{ recompute_start_expr('activity_date') }}
+        or known_date >= {{ recompute_start_expr('activity_date') }}
 ),
 {% endif %}
 

@@ -38,7 +38,7 @@ final as (
     cross join settings
     where scores.score_date >= scores.lead_date
         {% if recomputes_range() %}
-        and scores.score_date between {{ lookback_start_date() }} and {{ interval_end_date() }}
+        and scores.score_date between {{ recompute_start_date() }} and {{ interval_end_date() }}
         {% endif %}
 )
 

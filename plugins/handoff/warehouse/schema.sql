@@ -44,6 +44,8 @@ create table if not exists raw.analytics_events (
     record       jsonb       not null
 );
 create index if not exists analytics_events_received_idx on raw.analytics_events (received_at);
+-- staging reads the batches it does not hold yet (stg_analytics__events, incremental by batch)
+create index if not exists analytics_events_batch_idx on raw.analytics_events (_batch_id);
 
 create table if not exists raw.quarantine (
     _batch_id   uuid        not null,

@@ -1,13 +1,47 @@
-with
+{{ config(
+    materialized='incremental',
+    unique_key='event_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+    indexes=[{'columns': ['event_id'], 'unique': true}, {'columns': ['_batch_id']}],
+) }}
+-- The one staging model that is a table: every consumer (identity stitching, attribution, the tests) reads the
+-- deduplicated events, and as a view each of them re-sorted the whole raw table by messageId. Incremental by load
+-- batch: a run takes the rows of the batches it does not hold yet (whatever their load time or commit order), and
+-- a message's copy replaces the one held only when it is the later copy (delete+insert on event_id), so the table
+-- equals a full refresh. A batch whose every row a later copy replaced is read again each run, and changes nothing.
+with recursive
 
 source as (
     select * from {{ source('analytics', 'analytics_events') }}
 ),
 
+{% if is_incremental() %}
+raw_batches (_batch_id) as (
+    -- the distinct batches, one index probe each (a loose index scan on raw's _batch_id index)
+    (select _batch_id from {{ source('analytics', 'analytics_events') }} order by _batch_id limit 1)
+    union all
+    select (select raw._batch_id from {{ source('analytics', 'analytics_events') }} as raw
+            where raw._batch_id > raw_batches._batch_id order by raw._batch_id limit 1)
+    from raw_batches
+    where raw_batches._batch_id is not null
+),
+
+new_batches as (
+    select raw_batches._batch_id
+    from raw_batches
+    where raw_batches._batch_id is not null
+        and not exists (select 1 from {{ this }} as held where held._batch_id = raw_batches._batch_id)
+),
+{% endif %}
+
 latest as (
     -- a message is unique (Segment messageId); a re-delivered or re-loaded message keeps its latest copy
     select distinct on (message_id) *
     from source
+    {% if is_incremental() %}
+    where _batch_id in (select _batch_id from new_batches)
+    {% endif %}
     order by message_id, _loaded_at desc, _line desc
 ),
 
@@ -38,8 +72,17 @@ final as (
         lower(btrim(nullif(coalesce(
             record -> 'traits' ->> 'email', record -> 'context' -> 'traits' ->> 'email'
         ), ''))) as traits_email,
-        _loaded_at
+        _loaded_at,
+        _batch_id,
+        _line
     from latest
 )
 
 select * from final
+{% if is_incremental() %}
+where not exists (
+    select 1 from {{ this }} as held
+    where held.event_id = final.event_id
+        and (held._loaded_at, held._line) >= (final._loaded_at, final._line)
+)
+{% endif %}
