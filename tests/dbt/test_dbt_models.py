@@ -396,7 +396,8 @@ MODELS = ["--exclude", "resource_type:seed", "resource_type:unit_test"]
 DAILY = ["--select", "+fct_contact_scores_daily", "+fct_contact_engagement_daily", *MODELS]
 
 
-def _replay_days(admin: str, sample: Path, tmp: Path, days: int, *, late: bool, skipped: frozenset = frozenset()) -> dict:
+def _replay_days(admin: str, sample: Path, tmp: Path, days: int, *, late: bool,
+                 skipped: frozenset = frozenset()) -> dict:
     """Rebuild the last ``days`` days one daily run at a time, ending with every mart built as of END.
 
     late=True  -- daily runs as they happen: each day's files arrive that day, except a tenth of the events of
