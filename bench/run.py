@@ -489,6 +489,7 @@ def main() -> None:
             for stage in order:
                 say(f"run {i + 1}/{n_runs}: {stage}")
                 runs[i][stage] = run_stage(stage, params, work)
+        Path(params["rows_file"]).unlink(missing_ok=True)  # 13 GB at tier M; the dbt stages need the disk
         # raw.analytics_events now holds the loader's rows (the plain COPY put the same rows back)
         for i in range(n_runs):
             for stage in ("dbt_full", "dbt_incr"):
