@@ -56,3 +56,16 @@
         select 1
     {%- endif -%}
 {%- endmacro %}
+
+
+{#- The config of the dense daily tables (one row per contact per day, recomputed days deleted then appended):
+    `{{ config(**daily_table_config()) }}`. The unique index refuses a duplicate day. -#}
+{% macro daily_table_config(date_column='score_date') -%}
+    {%- do return({
+        'materialized': 'incremental',
+        'incremental_strategy': 'append',
+        'on_schema_change': 'fail',
+        'indexes': [{'columns': ['contact_id', date_column], 'unique': true}, {'columns': [date_column]}],
+        'pre_hook': "{{ delete_recomputed_days('" ~ date_column ~ "') }}",
+    }) -%}
+{%- endmacro %}

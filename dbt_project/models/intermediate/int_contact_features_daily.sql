@@ -1,10 +1,4 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='fail',
-    indexes=[{'columns': ['contact_id', 'score_date'], 'unique': true}, {'columns': ['score_date']}],
-    pre_hook="{{ delete_recomputed_days('score_date') }}",
-) }}
+{{ config(**daily_table_config()) }}
 -- The point-in-time behaviour of every contact: one row per contact per day from the first day we know of it
 -- (lead creation, or its earliest stitched activity) to the interval end, with each behaviour feature's count
 -- of facts KNOWN on that day (0 when none) and the days since its last known activity.

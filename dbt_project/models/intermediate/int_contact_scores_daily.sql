@@ -2,13 +2,7 @@
 -- fit rule hits) + engagement score (that day's behaviour and derived rule hits), with the rules that fired, their
 -- points and the values they saw (as known at the end of that day). Incremental like its rule hits: a daily run
 -- recomputes the days from data_interval_start − lookback_days to the interval end.
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='fail',
-    indexes=[{'columns': ['contact_id', 'score_date'], 'unique': true}, {'columns': ['score_date']}],
-    pre_hook="{{ delete_recomputed_days('score_date') }}",
-) }}
+{{ config(**daily_table_config()) }}
 
 with
 
