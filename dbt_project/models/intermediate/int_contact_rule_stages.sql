@@ -1,5 +1,8 @@
 -- Stages our rules assign, per contact: the first day its score reached the MQL threshold with at least the
 -- minimum fit score (before any disqualification), and the first day a disqualifying negative rule fired.
+-- One pass over the daily scores finds both days per contact (an aggregate over narrow columns); only those
+-- days' rows are read again for their details. (Sorting every qualifying wide row for `distinct on` took 42 s of
+-- a one-day build at 100,000 contacts.)
 with
 
 scores as (
@@ -10,47 +13,48 @@ settings as (
     select * from {{ ref('int_funnel_settings') }}
 ),
 
-first_disqualified as (
-    select distinct on (contact_id)
-        contact_id,
-        score_date as disqualified_date,
-        disqualifying_rule_ids
-    from scores
-    where cardinality(disqualifying_rule_ids) > 0
-    order by contact_id, score_date
-),
-
-first_mql as (
-    select distinct on (scores.contact_id)
+first_days as (
+    select
         scores.contact_id,
-        scores.score_date as mql_date,
-        scores.score as mql_score,
-        scores.fit_score as mql_fit_score,
-        scores.rule_ids as mql_rule_ids,
-        jsonb_build_object('points', scores.rule_points, 'values', scores.rule_values) as mql_rule_details
+        min(scores.score_date) filter (
+            where scores.score >= settings.mql_score_threshold and scores.fit_score >= settings.mql_min_fit_score
+        ) as first_mql_date,
+        min(scores.score_date) filter (where cardinality(scores.disqualifying_rule_ids) > 0) as disqualified_date
     from scores
     cross join settings
-    left join first_disqualified
-        on scores.contact_id = first_disqualified.contact_id
-    where scores.score >= settings.mql_score_threshold
-        and scores.fit_score >= settings.mql_min_fit_score
-        and (first_disqualified.disqualified_date is null or scores.score_date < first_disqualified.disqualified_date)
-    order by scores.contact_id, scores.score_date
+    group by scores.contact_id
+),
+
+stage_days as (
+    -- the first MQL day counts only before the first disqualification (the first MQL day at all: if it is not
+    -- before the disqualification, no later one is)
+    select
+        contact_id,
+        case when first_mql_date < coalesce(disqualified_date, 'infinity'::date) then first_mql_date end as mql_date,
+        disqualified_date
+    from first_days
+    where first_mql_date is not null or disqualified_date is not null
 ),
 
 final as (
     select
-        coalesce(first_mql.contact_id, first_disqualified.contact_id) as contact_id,
-        first_mql.mql_date,
-        first_mql.mql_score,
-        first_mql.mql_fit_score,
-        first_mql.mql_rule_ids,
-        first_mql.mql_rule_details,
-        first_disqualified.disqualified_date,
-        first_disqualified.disqualifying_rule_ids
-    from first_mql
-    full outer join first_disqualified
-        on first_mql.contact_id = first_disqualified.contact_id
+        stage_days.contact_id,
+        stage_days.mql_date,
+        mql.score as mql_score,
+        mql.fit_score as mql_fit_score,
+        mql.rule_ids as mql_rule_ids,
+        case when mql.contact_id is not null then
+            jsonb_build_object('points', mql.rule_points, 'values', mql.rule_values)
+        end as mql_rule_details,
+        stage_days.disqualified_date,
+        disqualified.disqualifying_rule_ids
+    from stage_days
+    left join scores as mql
+        on stage_days.contact_id = mql.contact_id
+        and stage_days.mql_date = mql.score_date
+    left join scores as disqualified
+        on stage_days.contact_id = disqualified.contact_id
+        and stage_days.disqualified_date = disqualified.score_date
 )
 
 select * from final
