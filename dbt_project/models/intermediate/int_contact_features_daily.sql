@@ -133,3 +133,5 @@ select
     -- days since the last known activity (since the first known day when there was none yet)
     score_date - coalesce(last_activity_date, spine_start_date) as days_since_last_activity
 from final
+-- in day order, so the days a run recomputes sit together in the heap (macros/incremental.sql, daily_table_config)
+order by score_date, contact_id

@@ -1,8 +1,9 @@
 {{ config(
     materialized='incremental',
+    unlogged=false,
     incremental_strategy='append',
     on_schema_change='fail',
-    indexes=[{'columns': ['contact_id', 'score_date']}, {'columns': ['score_date']}],
+    indexes=[{'columns': ['score_date', 'contact_id']}],
     pre_hook=["set local work_mem = '" ~ var('heavy_model_work_mem') ~ "'",
               "{{ delete_recomputed_days('score_date') }}"],
 ) }}
@@ -219,3 +220,5 @@ final as (
 )
 
 select * from final
+-- in day order, so the days a run recomputes sit together in the heap (macros/incremental.sql, daily_table_config)
+order by score_date, contact_id
