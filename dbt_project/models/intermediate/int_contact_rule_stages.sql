@@ -5,7 +5,9 @@
 -- a one-day build at 100,000 contacts.)
 with
 
-scores as (
+scores as not materialized (
+    -- read three times (once whole, twice by day for the details): not materialized, or PostgreSQL copies all
+    -- 10 million wide rows into a work file first
     select * from {{ ref('int_contact_scores_daily') }}
 ),
 
