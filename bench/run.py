@@ -297,7 +297,7 @@ def prepare_db(sample: Path) -> None:
     tgt = dataclasses.replace(base, dbname=DB)
     with psycopg.connect(base.conninfo("admin", dbname="postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(DB)))
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(DB)))
+        conn.execute(warehouse.create_database(DB))
     warehouse.setup(dataclasses.replace(tgt, local=False), log=lambda *_: None)
 
 

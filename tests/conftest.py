@@ -44,7 +44,7 @@ def wh_target():
     with psycopg.connect(tgt.conninfo("admin", dbname=admin_db), autocommit=True) as conn:
         conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", [TEST_DB])
         conn.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(TEST_DB)))
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(TEST_DB)))
+        conn.execute(warehouse.create_database(TEST_DB))
     warehouse.setup(dataclasses.replace(tgt, local=False), log=lambda *_: None)
     yield tgt
     with psycopg.connect(tgt.conninfo("admin", dbname=admin_db), autocommit=True) as conn:

@@ -114,6 +114,16 @@ def open_connection(conninfo: str, *, autocommit: bool = False, where: str = "th
         raise WarehouseError(f"cannot connect to PostgreSQL at {where}: {msg} — {hint}") from None
 
 
+def create_database(name: str) -> sql.Composed:
+    """``create database`` for a warehouse: collation "C" (byte order), character classes from the cluster.
+
+    glibc's C.UTF-8 sorts by code point too, so results are the same, but PostgreSQL sorts text in any collation
+    other than "C" through strcoll and without abbreviated keys: sorting 3 million md5 strings took 6.8-9.2 s
+    against 2.0 s in "C" here. dbt's models sort text keys (visitor keys, contact and event ids) all the time.
+    """
+    return sql.SQL("create database {} template template0 lc_collate 'C'").format(sql.Identifier(name))
+
+
 def setup(tgt: Target | None = None, log=print) -> None:
     """Create the database, schemas, raw/ops tables and least-privilege roles. Idempotent."""
     tgt = tgt or target()
@@ -122,7 +132,7 @@ def setup(tgt: Target | None = None, log=print) -> None:
         with open_connection(tgt.conninfo("admin", dbname="postgres"), autocommit=True, where=where) as conn:
             if not conn.execute("select 1 from pg_database where datname = %s", [tgt.dbname]).fetchone():
                 log(f"creating database {tgt.dbname}")
-                conn.execute(sql.SQL("create database {}").format(sql.Identifier(tgt.dbname)))
+                conn.execute(create_database(tgt.dbname))
     with connect("admin", autocommit=True, tgt=tgt) as conn:
         _create_roles(conn, tgt)
         conn.execute(SCHEMA_SQL.read_text())

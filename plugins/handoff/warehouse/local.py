@@ -182,7 +182,7 @@ class LocalCluster:
         try:
             res = self._cmd([binaries.tool("initdb"), "-D", str(self.pgdata), "-U", ADMIN_USER, "--pwfile", str(pwfile),
                              "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8",
-                             "--locale=C.UTF-8", "--no-instructions"])
+                             "--locale=C.UTF-8", "--lc-collate=C", "--no-instructions"])
         finally:
             pwfile.unlink(missing_ok=True)
         if res.returncode != 0:
