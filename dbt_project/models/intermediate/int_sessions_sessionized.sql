@@ -1,10 +1,18 @@
 -- Web sessions: a visitor's page views, split where the gap to the previous one exceeds
 -- var('session_inactivity_minutes'). A visitor is the contact (all its stitched devices) or an anonymous device.
 -- Server-side track events (email opens, social) are not visits and do not make sessions.
+-- One sort of the page views by visitor and time does all the work: a session's first and last views are found by
+-- the gaps either side, and every later step keeps that order (a session's views are consecutive; event_date,
+-- the UTC day of event_at, only grows). Grouping the 9 million views of 100,000 contacts by session and joining
+-- the groups back to their first views took twice as long.
 with
 
 events as (
-    select * from {{ ref('int_events_attributed') }}
+    -- only the columns sessions use: the sort carries every column it is given
+    select
+        event_id, visitor_key, contact_id, event_at, event_date, known_date,
+        page_path, referrer, utm_source, utm_medium, utm_campaign
+    from {{ ref('int_events_attributed') }}
     where event_type = 'page'
         and visitor_key is not null
 ),
@@ -12,91 +20,71 @@ events as (
 gaps as (
     select
         *,
-        case
-            when lag(event_at) over by_visitor is null then 1
-            when event_at - lag(event_at) over by_visitor
-                > make_interval(mins => {{ var('session_inactivity_minutes') }}) then 1
-            else 0
-        end as is_session_start
+        row_number() over by_visitor as view_index,
+        coalesce(event_at - lag(event_at) over by_visitor
+            > make_interval(mins => {{ var('session_inactivity_minutes') }}), true) as is_session_start,
+        coalesce(lead(event_at) over by_visitor - event_at
+            > make_interval(mins => {{ var('session_inactivity_minutes') }}), true) as is_session_end
     from events
     window by_visitor as (partition by visitor_key order by event_at, event_id)
 ),
 
-numbered as (
+session_edges as (
+    -- each session's first view, and its last when that is another view: the last is the next edge
     select
         *,
-        sum(is_session_start) over (
-            partition by visitor_key order by event_at, event_id rows unbounded preceding
-        ) as session_index
+        lead(event_at) over by_visitor as next_edge_at,
+        lead(view_index) over by_visitor as next_edge_index
     from gaps
+    where is_session_start or is_session_end
+    window by_visitor as (partition by visitor_key order by event_at, event_id)
 ),
 
 sessions as (
     select
-        visitor_key,
-        session_index,
-        min(contact_id) as contact_id,
-        min(event_at) as started_at,
-        max(event_at) as ended_at,
-        count(*) filter (where event_type = 'page') as pageviews,
-        count(*) as events
-    from numbered
-    group by visitor_key, session_index
-),
-
-session_starts as (
-    select
-        visitor_key,
-        session_index,
-        event_id as first_event_id,
-        event_date,
-        known_date,
-        page_path as landing_page_path,
-        referrer,
-        utm_source,
-        utm_medium,
-        utm_campaign
-    from numbered
-    where is_session_start = 1
+        *,
+        row_number() over by_visitor as session_index,
+        case when is_session_end then event_at else next_edge_at end as ended_at,
+        case when is_session_end then 1 else next_edge_index - view_index + 1 end as views,
+        -- a repeat visit: the visitor already had a session on an earlier day
+        event_date > first_value(event_date) over by_visitor as is_repeat_visit,
+        event_date is distinct from lag(event_date) over by_visitor as is_first_session_of_day
+    from session_edges
+    where is_session_start
+    window by_visitor as (partition by visitor_key order by event_at, event_id)
 ),
 
 final as (
     select
-        md5(sessions.visitor_key || '|' || session_starts.first_event_id) as session_id,
-        sessions.visitor_key,
-        sessions.contact_id,
-        sessions.session_index::integer as session_index,
-        sessions.started_at,
-        sessions.ended_at,
-        session_starts.event_date as session_date,
-        session_starts.known_date,
-        sessions.pageviews,
-        sessions.events,
-        session_starts.landing_page_path,
-        session_starts.referrer,
-        session_starts.utm_source,
-        session_starts.utm_medium,
-        session_starts.utm_campaign,
+        md5(visitor_key || '|' || event_id) as session_id,
+        visitor_key,
+        -- a visitor key is its contact's ('c:' || contact_id) or an anonymous device's (no contact)
+        contact_id,
+        session_index::integer as session_index,
+        event_at as started_at,
+        ended_at,
+        event_date as session_date,
+        known_date,
+        views as pageviews,
+        views as events,
+        page_path as landing_page_path,
+        referrer,
+        utm_source,
+        utm_medium,
+        utm_campaign,
         coalesce(
-            session_starts.utm_source,
-            nullif(split_part(split_part(session_starts.referrer, '://', 2), '/', 1), ''),
+            utm_source,
+            nullif(split_part(split_part(referrer, '://', 2), '/', 1), ''),
             'direct'
         ) as traffic_source,
         coalesce(
-            session_starts.utm_medium,
-            case when session_starts.referrer is not null then 'referral' else 'none' end
+            utm_medium,
+            case when referrer is not null then 'referral' else 'none' end
         ) as traffic_medium,
-        sessions.session_index = 1 as is_first_session,
-        -- a repeat visit: the visitor already had a session on an earlier day
-        session_starts.event_date > min(session_starts.event_date) over (partition by sessions.visitor_key)
-            as is_repeat_visit,
-        row_number() over (
-            partition by sessions.visitor_key, session_starts.event_date order by sessions.session_index
-        ) = 1 as is_first_session_of_day
+        session_index = 1 as is_first_session,
+        is_repeat_visit,
+        is_first_session_of_day
     from sessions
-    inner join session_starts
-        on sessions.visitor_key = session_starts.visitor_key
-        and sessions.session_index = session_starts.session_index
 )
 
 select * from final
