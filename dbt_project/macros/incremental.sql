@@ -59,12 +59,11 @@
 
 
 {#- The config of the dense daily tables (one row per contact per day, recomputed days deleted then appended):
-    `{{ config(**daily_table_config()) }}`. The unique index refuses a duplicate day; it leads with the day, so a
-    run's appended days land at the right edge of the btree instead of in every contact's leaf page (with the
-    contact first, a one-day run at 100,000 contacts rewrote most of each index). The models write their rows in
-    day order (`order by` on a full refresh; appends come in day order anyway), so the recomputed days sit together
-    at the end of the heap: the delete and the reads of those days touch those pages only, not one row per page
-    of the whole table. -#}
+    `{{ config(**daily_table_config()) }}`. The unique index refuses a duplicate day. It leads with the day, so a
+    run's rows go to the right edge of the btree rather than into every contact's leaf pages; and the models write
+    their rows in day order (`order by score_date, contact_id`), so the days a run recomputes sit together at the
+    end of the heap rather than one row in every page. At 100,000 contacts, after a full refresh, the one-day steps
+    of scores / scores mart / rule hits went from 96 / 79 / 65 s to 17 / 8 / 29 s with both changes. -#}
 {% macro daily_table_config(date_column='score_date') -%}
     {%- do return({
         'materialized': 'incremental',
