@@ -50,7 +50,9 @@ def test_up_is_idempotent_and_survives_a_killed_postmaster(cluster):
     assert cluster.is_running()
     tgt = warehouse.Target("127.0.0.1", cluster.port, "postgres", cluster.credentials(), local=True)
     with psycopg.connect(tgt.conninfo("admin")) as conn:
-        assert conn.execute("select 1").fetchone() == (1,)
+        # initdb's default collation is "C" (fast text sorts), its character classes UTF-8 ones
+        assert conn.execute("select datcollate, datctype from pg_database where datname = 'postgres'").fetchone() \
+            == ("C", "C.UTF-8")
     assert cluster.down(log=lambda *_: None) is True
     assert cluster.down(log=lambda *_: None) is False
 
@@ -113,6 +115,19 @@ def test_run_rejects_bad_dates(value, message):
                          text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "plugins")})
     assert res.returncode == 2
     assert message in res.stderr
+
+
+def test_the_warehouse_database_sorts_text_by_code_point_and_still_lowercases_unicode(wh):
+    """create_database: collation "C" (the order glibc's C.UTF-8 gives, sorted without strcoll), character
+    classes from the cluster, so lower() of an email still folds non-ASCII letters."""
+    words = ["b", "B", "a", "é", "_x", "Z", "10", "9", " z", "€"]
+    with psycopg.connect(wh.conninfo("admin")) as conn:
+        collation = conn.execute("select datcollate from pg_database where datname = current_database()").fetchone()
+        ordered = conn.execute("select array_agg(w order by w) from unnest(%s::text[]) as w", [words]).fetchone()[0]
+        lowered = conn.execute("select lower('ÉMILE.Ünal@Example.COM')").fetchone()[0]
+    assert collation == ("C",)
+    assert ordered == sorted(words)  # Python compares strings by code point
+    assert lowered == "émile.ünal@example.com"
 
 
 def test_roles_are_least_privilege(wh):
