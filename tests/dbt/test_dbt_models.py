@@ -138,6 +138,25 @@ def test_marts_are_filled_and_keep_their_contracts(built):
     assert _rows(admin, "select count(*) as n from marts.sql_handoff_queue")[0]["n"] > 0
 
 
+def test_one_attributed_event_too_many_fails_the_attribution_grain_test(built):
+    """equal_rowcount (tests/generic) stands in for `unique` on int_events_attributed.event_id: an event the joins
+    fanned out into a second row fails it; without that row it passes."""
+    admin, _, tmp = built
+    grain_test = ["test", "--select", "int_events_attributed,test_name:equal_rowcount"]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("insert into intermediate.int_events_attributed "
+                     "select * from intermediate.int_events_attributed order by event_id limit 1")
+    try:
+        with pytest.raises(AssertionError, match="equal_rowcount_int_events_attributed"):
+            _dbt(tmp, *grain_test)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("delete from intermediate.int_events_attributed where ctid = (select max(ctid) from "
+                         "intermediate.int_events_attributed where event_id = (select min(event_id) from "
+                         "intermediate.int_events_attributed))")
+    _dbt(tmp, *grain_test)
+
+
 def test_no_email_or_phone_in_any_mart(built):
     admin, sample, _ = built
     emails = set()
