@@ -63,14 +63,16 @@
     run's rows go to the right edge of the btree rather than into every contact's leaf pages; and the models write
     their rows in day order (`order by score_date, contact_id`), so the days a run recomputes sit together at the
     end of the heap rather than one row in every page. At 100,000 contacts, after a full refresh, the one-day steps
-    of scores / scores mart / rule hits went from 96 / 79 / 65 s to 17 / 8 / 29 s with both changes. -#}
-{% macro daily_table_config(date_column='score_date') -%}
+    of scores / scores mart / rule hits went from 96 / 79 / 65 s to 17 / 8 / 29 s with both changes.
+    A table with several rows per contact and day (rule hits: one per rule) passes unique=false; pre_hooks run
+    before the delete. -#}
+{% macro daily_table_config(date_column='score_date', unique=true, pre_hooks=[]) -%}
     {%- do return({
         'materialized': 'incremental',
         'unlogged': false,
         'incremental_strategy': 'append',
         'on_schema_change': 'fail',
-        'indexes': [{'columns': [date_column, 'contact_id'], 'unique': true}],
-        'pre_hook': "{{ delete_recomputed_days('" ~ date_column ~ "') }}",
+        'indexes': [{'columns': [date_column, 'contact_id'], 'unique': unique}],
+        'pre_hook': pre_hooks + ["{{ delete_recomputed_days('" ~ date_column ~ "') }}"],
     }) -%}
 {%- endmacro %}

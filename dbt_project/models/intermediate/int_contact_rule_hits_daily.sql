@@ -1,12 +1,5 @@
-{{ config(
-    materialized='incremental',
-    unlogged=false,
-    incremental_strategy='append',
-    on_schema_change='fail',
-    indexes=[{'columns': ['score_date', 'contact_id']}],
-    pre_hook=["set local work_mem = '" ~ var('heavy_model_work_mem') ~ "'",
-              "{{ delete_recomputed_days('score_date') }}"],
-) }}
+{{ config(**daily_table_config(unique=false,
+                               pre_hooks=["set local work_mem = '" ~ var('heavy_model_work_mem') ~ "'"])) }}
 -- Behaviour rule hits: one row per contact per day per behaviour or derived rule of the funnel definition that
 -- scores non-zero points that day, with the value it saw (fit rules: int_contact_fit_rule_hits — fit attributes
 -- are the contact's current ones, so they do not change by day). Rules are evaluated generically from the seed
