@@ -138,22 +138,23 @@ def test_marts_are_filled_and_keep_their_contracts(built):
     assert _rows(admin, "select count(*) as n from marts.sql_handoff_queue")[0]["n"] > 0
 
 
-def test_one_attributed_event_too_many_fails_the_attribution_grain_test(built):
-    """equal_rowcount (tests/generic) stands in for `unique` on int_events_attributed.event_id: an event the joins
-    fanned out into a second row fails it; without that row it passes."""
+def test_attributed_events_keep_one_row_per_staged_event(built):
+    """int_events_attributed is incremental: its unique index refuses a second row for an event, and equal_rowcount
+    (tests/generic) against the staged events fails when an event went missing; with the row back it passes."""
     admin, _, tmp = built
     grain_test = ["test", "--select", "int_events_attributed,test_name:equal_rowcount"]
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("insert into intermediate.int_events_attributed "
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("insert into intermediate.int_events_attributed "
+                         "select * from intermediate.int_events_attributed order by event_id limit 1")
+        conn.execute("create temp table held as "
                      "select * from intermediate.int_events_attributed order by event_id limit 1")
-    try:
-        with pytest.raises(AssertionError, match="equal_rowcount_int_events_attributed"):
-            _dbt(tmp, *grain_test)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("delete from intermediate.int_events_attributed where ctid = (select max(ctid) from "
-                         "intermediate.int_events_attributed where event_id = (select min(event_id) from "
-                         "intermediate.int_events_attributed))")
+        conn.execute("delete from intermediate.int_events_attributed where event_id = (select event_id from held)")
+        try:
+            with pytest.raises(AssertionError, match="equal_rowcount_int_events_attributed"):
+                _dbt(tmp, *grain_test)
+        finally:
+            conn.execute("insert into intermediate.int_events_attributed select * from held")
     _dbt(tmp, *grain_test)
 
 
@@ -488,6 +489,63 @@ def test_two_weeks_of_daily_runs_with_late_events_equal_one_full_refresh(built):
 
     _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
     _assert_same_marts(daily["marts"], _mart_rows(admin))
+
+
+EVENT_LEVEL = ["int_events_attributed", "int_sessions_sessionized", "int_contact_engagement_facts",
+               "int_contact_web_touchpoints", "int_contact_touchpoints"]
+
+
+def _event_level_rows(admin: str) -> dict[str, Counter]:
+    """The incremental event-level tables as multisets of rows, without the run stamp (_written_at)."""
+    return {t: Counter(json.dumps({k: v for k, v in r.items() if k != "_written_at"}, default=str, sort_keys=True)
+                       for r in _rows(admin, f"select * from intermediate.{t}"))
+            for t in EVENT_LEVEL}
+
+
+def test_a_crm_contact_going_and_coming_back_is_applied_incrementally_as_a_full_refresh_would(built):
+    """The event-level models recompute only the visitors whose attribution changed (macros/visitor_changes.sql).
+    A contact with stitched devices leaves the CRM, then comes back: after each, one incremental daily run leaves
+    attribution, sessions, facts and touchpoints equal to a full refresh (zero differing rows), and rewrote only
+    that contact's events."""
+    admin, _, tmp = built
+    day = dict(start=_midnight(END), end=_midnight(END) + timedelta(days=1))
+    _dbt(tmp, "run", *MODELS, **day)
+    contact = _rows(admin, "select contact_id, count(*) as devices from intermediate.int_identities_stitched "
+                           "group by contact_id order by count(*) desc, contact_id limit 1")[0]
+    assert contact["devices"] >= 1
+    cid = contact["contact_id"]
+    events_of = ("select count(*) as n from intermediate.int_events_attributed where contact_id = %s")
+    owned = _rows(admin, events_of, [cid])[0]["n"]
+    total = _rows(admin, "select count(*) as n from intermediate.int_events_attributed")[0]["n"]
+    assert 0 < owned < total / 20
+
+    def rewritten() -> int:
+        return _rows(admin, "select count(*) as n from intermediate.int_events_attributed "
+                            "where _written_at = (select max(_written_at) from intermediate.int_events_attributed)"
+                     )[0]["n"]
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("drop table if exists raw.crm_contacts_held")
+        conn.execute("create table raw.crm_contacts_held as select * from raw.crm_contacts where record_id = %s",
+                     [cid])
+        conn.execute("delete from raw.crm_contacts where record_id = %s", [cid])
+    try:
+        _dbt(tmp, "run", *MODELS, **day)
+        assert _rows(admin, events_of, [cid])[0]["n"] == 0
+        assert owned <= rewritten() < total / 10  # the contact's events, not everyone's
+        gone = _event_level_rows(admin)
+        _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
+        assert _event_level_rows(admin) == gone
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("insert into raw.crm_contacts select * from raw.crm_contacts_held")
+            conn.execute("drop table raw.crm_contacts_held")
+    _dbt(tmp, "run", *MODELS, **day)
+    assert _rows(admin, events_of, [cid])[0]["n"] == owned
+    assert owned <= rewritten() < total / 10
+    back = _event_level_rows(admin)
+    _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
+    assert _event_level_rows(admin) == back
 
 
 @pytest.mark.soak

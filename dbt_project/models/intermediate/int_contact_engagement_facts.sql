@@ -1,15 +1,37 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    unlogged=false,
+    on_schema_change='fail',
+    indexes=[{'columns': ['contact_id']}, {'columns': ['known_date']}, {'columns': ['feature', 'known_date']},
+             {'columns': ['_written_at']}],
+    pre_hook=["{{ visitor_changes_consume(ref('int_events_attributed'), 'contact_id in ' ~ changed_contact_ids(),
+                                          after=['int_sessions_sessionized']) }}",
+              "{% if is_incremental() %}delete from {{ this }} where feature = 'meetings'{% endif %}"],
+    post_hook=["{{ visitor_changes_consumed(ref('int_events_attributed')) }}"],
+) }}
+{%- set whole = visitor_changes_rebuild_whole(ref('int_events_attributed')) %}
 -- The behaviour vocabulary as long facts: one row per contact × source record × feature it counts for, with
 -- the day it happened (event_date) and the day it was known (known_date). The daily models pivot these.
+-- Incremental by contact (macros/visitor_changes.sql): a daily run recomputes the web facts of the contacts whose
+-- events the attribution changed (after sessions has applied the same changes), and every meeting fact (a few
+-- thousand rows from the CRM, which has no change log of its own here).
 with
 
 events as (
     select * from {{ ref('int_events_attributed') }}
     where contact_id is not null
+        {% if not whole %}
+        and visitor_key in {{ changed_visitor_keys() }}
+        {% endif %}
 ),
 
 sessions as (
     select * from {{ ref('int_sessions_sessionized') }}
     where contact_id is not null
+        {% if not whole %}
+        and visitor_key in {{ changed_visitor_keys() }}
+        {% endif %}
 ),
 
 activities as (
@@ -57,7 +79,7 @@ meetings as (
     where activity_type = 'meeting' and is_held_or_scheduled
 ),
 
-final as (
+all_facts as (
     select * from pageviews
     union all
     select * from page_features
@@ -71,4 +93,4 @@ final as (
     select * from meetings
 )
 
-select * from final
+select *, transaction_timestamp() as _written_at from all_facts

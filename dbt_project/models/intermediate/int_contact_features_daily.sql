@@ -37,14 +37,25 @@ facts_daily as (
         count(*) filter (where facts.feature = '{{ feature }}') as {{ feature }},
         {% endfor %}
         count(*) as facts
+    {% if recomputes_range() %}
+    -- a carried contact needs only the recomputed days, a new one its whole history: two index ranges on facts
+    -- (known_date; contact_id), not every fact
+    from (
+        select * from facts
+        where facts.known_date >= {{ recompute_start_date() }}
+        union all
+        select * from facts
+        where facts.known_date < {{ recompute_start_date() }}
+            and facts.contact_id in (
+                select contacts.contact_id from contacts
+                where not exists (select 1 from carried where carried.contact_id = contacts.contact_id)
+            )
+    ) as facts
+    {% else %}
     from facts
+    {% endif %}
     cross join run_interval
     where facts.known_date <= run_interval.interval_end_date
-        {% if recomputes_range() %}
-        -- a carried contact needs only the recomputed days
-        and (facts.known_date >= {{ recompute_start_date() }}
-            or not exists (select 1 from carried where carried.contact_id = facts.contact_id))
-        {% endif %}
     group by facts.contact_id, facts.known_date
 ),
 

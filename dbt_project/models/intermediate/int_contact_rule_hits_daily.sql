@@ -46,12 +46,22 @@ needed as (
 
 {% if recomputes_range() %}
 
+reach as (
+    -- how far back each feature's longest window reaches from the first recomputed day
+    select feature, max(window_days) as window_days
+    from needed
+    group by feature
+),
+
 known_daily as (
-    -- the rule features' occurrences per contact per known day (active days only), up to the interval end
+    -- the rule features' occurrences per contact per known day (active days only) that some recomputed day's
+    -- window holds: an index range on facts (feature, known_date) per feature, not every fact
     select facts.contact_id, facts.feature, facts.known_date, count(*) as n
     from facts
-    where facts.feature in (select needed.feature from needed)
-        and facts.known_date <= {{ interval_end_date() }}
+    inner join reach
+        on facts.feature = reach.feature
+        and facts.known_date > {{ recompute_start_date() }} - reach.window_days
+    where facts.known_date <= {{ interval_end_date() }}
     group by facts.contact_id, facts.feature, facts.known_date
 ),
 

@@ -1,9 +1,26 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='event_id',
+    unlogged=false,
+    on_schema_change='fail',
+    indexes=[{'columns': ['event_id'], 'unique': true}, {'columns': ['visitor_key']}, {'columns': ['_written_at']}],
+    pre_hook=["{{ attribution_changes_prepare() }}"],
+    post_hook=["{{ attribution_changes_record() }}"],
+) }}
 -- Every analytics event with its contact (userId, or the stitched anonymous device), its catalog content and
 -- the behaviour feature it counts for (event names map through the definition's event map, never code).
+-- Incremental (macros/visitor_changes.sql): a run recomputes the events of new load batches, of devices whose
+-- identity changed and of userIds whose contact appeared or went (all of them when the catalog or event map
+-- changed), and logs the visitors whose events changed for sessions, facts and touchpoints. Logged, not unlogged:
+-- the table carries state from run to run.
 with
 
 events as (
     select * from {{ ref('stg_analytics__events') }}
+    {% if is_incremental() %}
+    where event_id in (select event_id from pg_temp.handoff_attribution_dirty)
+    {% endif %}
 ),
 
 identities as (
@@ -70,7 +87,9 @@ final as (
         case
             when event_map.feature = 'downloads' then 'downloads_' || asset_content.buying_stage
             else event_map.feature
-        end as track_feature
+        end as track_feature,
+        -- the run that wrote the row: a daily run's tests check the rows it wrote (macros/tests_scope.sql)
+        transaction_timestamp() as _written_at
     from attributed
     left join catalog as page_content
         on attributed.event_type = 'page'

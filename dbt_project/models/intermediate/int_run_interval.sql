@@ -11,11 +11,16 @@ contacts as (
 ),
 
 data_end as (
+    {% if data_interval('data_interval_end') %}
+    -- not needed: no pass over every event
+    select cast(null as timestamp) as data_end_utc
+    {% else %}
     select
         date_trunc('day', greatest(
             (select max(received_at) from events),
             (select max(updated_at) from contacts)
         ) at time zone 'UTC') + interval '1 day' as data_end_utc
+    {% endif %}
 ),
 
 final as (

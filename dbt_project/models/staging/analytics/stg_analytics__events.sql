@@ -3,35 +3,31 @@
     unique_key='event_id',
     incremental_strategy='delete+insert',
     on_schema_change='fail',
-    indexes=[{'columns': ['event_id'], 'unique': true}, {'columns': ['_batch_id']}],
+    indexes=[{'columns': ['event_id'], 'unique': true}, {'columns': ['_batch_id']}, {'columns': ['anonymous_id']},
+             {'columns': ['user_id']}],
 ) }}
 -- The one staging model that is a table: every consumer (identity stitching, attribution, the tests) reads the
 -- deduplicated events, and as a view each of them re-sorted the whole raw table by messageId. Incremental by load
 -- batch: a run takes the rows of the batches it does not hold yet (whatever their load time or commit order), and
 -- a message's copy replaces the one held only when it is the later copy (delete+insert on event_id), so the table
 -- equals a full refresh. A batch whose every row a later copy replaced is read again each run, and changes nothing.
-with recursive
+-- Indexes: event_id (the merge key), _batch_id (new batches), anonymous_id and user_id (int_events_attributed
+-- recomputes the events of a device or userId whose attribution changed).
+with
 
 source as (
     select * from {{ source('analytics', 'analytics_events') }}
 ),
 
 {% if is_incremental() %}
-raw_batches (_batch_id) as (
-    -- the distinct batches, one index probe each (a loose index scan on raw's _batch_id index)
-    (select _batch_id from {{ source('analytics', 'analytics_events') }} order by _batch_id limit 1)
-    union all
-    select (select raw._batch_id from {{ source('analytics', 'analytics_events') }} as raw
-            where raw._batch_id > raw_batches._batch_id order by raw._batch_id limit 1)
-    from raw_batches
-    where raw_batches._batch_id is not null
+raw_batches as (
+    select _batch_id from ({{ distinct_batches(source('analytics', 'analytics_events')) }}) as batches
 ),
 
 new_batches as (
     select raw_batches._batch_id
     from raw_batches
-    where raw_batches._batch_id is not null
-        and not exists (select 1 from {{ this }} as held where held._batch_id = raw_batches._batch_id)
+    where not exists (select 1 from {{ this }} as held where held._batch_id = raw_batches._batch_id)
 ),
 {% endif %}
 

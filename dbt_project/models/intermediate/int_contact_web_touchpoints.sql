@@ -1,0 +1,94 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    unlogged=false,
+    on_schema_change='fail',
+    indexes=[{'columns': ['contact_id'], 'unique': true}],
+    pre_hook=["{{ visitor_changes_consume(ref('int_events_attributed'), 'contact_id in ' ~ changed_contact_ids(),
+                                          after=['int_sessions_sessionized']) }}"],
+    post_hook=["{{ visitor_changes_consumed(ref('int_events_attributed')) }}"],
+) }}
+{%- set whole = visitor_changes_rebuild_whole(ref('int_events_attributed')) %}
+-- Per contact, from its web history: first touch (the first session's source/medium), last page or track event,
+-- and the top content it consumed (catalog titles by views and downloads). int_contact_touchpoints adds the CRM
+-- activities. Incremental by contact (macros/visitor_changes.sql): a daily run recomputes the contacts whose events
+-- the attribution changed, from their whole history.
+with
+
+sessions as (
+    select * from {{ ref('int_sessions_sessionized') }}
+    where contact_id is not null
+        {% if not whole %}
+        and visitor_key in {{ changed_visitor_keys() }}
+        {% endif %}
+),
+
+events as (
+    select * from {{ ref('int_events_attributed') }}
+    where contact_id is not null
+        {% if not whole %}
+        and visitor_key in {{ changed_visitor_keys() }}
+        {% endif %}
+),
+
+first_sessions as (
+    select distinct on (contact_id)
+        contact_id,
+        started_at as first_touch_at,
+        traffic_source as first_touch_source,
+        traffic_medium as first_touch_medium,
+        utm_campaign as first_touch_campaign
+    from sessions
+    order by contact_id, started_at, session_id
+),
+
+last_event as (
+    select contact_id, max(event_at) as last_event_at
+    from events
+    where event_type in ('page', 'track')
+    group by contact_id
+),
+
+content_counts as (
+    select contact_id, content_title, count(*) as times, max(event_at) as last_at
+    from events
+    where content_title is not null
+    group by contact_id, content_title
+),
+
+top_content as (
+    select
+        contact_id,
+        string_agg(content_title, ' | ' order by times desc, last_at desc, content_title) as top_content
+    from (
+        select
+            *,
+            row_number() over (partition by contact_id order by times desc, last_at desc, content_title) as rank
+        from content_counts
+    ) as ranked
+    where rank <= 3
+    group by contact_id
+),
+
+contacts as (
+    select contact_id from first_sessions
+    union
+    select contact_id from last_event
+),
+
+final as (
+    select
+        contacts.contact_id,
+        first_sessions.first_touch_at,
+        first_sessions.first_touch_source,
+        first_sessions.first_touch_medium,
+        first_sessions.first_touch_campaign,
+        last_event.last_event_at,
+        top_content.top_content
+    from contacts
+    left join first_sessions on contacts.contact_id = first_sessions.contact_id
+    left join last_event on contacts.contact_id = last_event.contact_id
+    left join top_content on contacts.contact_id = top_content.contact_id
+)
+
+select * from final
