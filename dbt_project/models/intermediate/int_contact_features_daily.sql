@@ -12,7 +12,8 @@ contacts as (
     select * from {{ ref('int_contacts_enriched') }}
 ),
 
-facts as (
+facts as not materialized (
+    -- read twice on a daily run: inlined, so each read is its index range
     select * from {{ ref('int_contact_engagement_facts') }}
 ),
 
@@ -144,5 +145,4 @@ select
     -- days since the last known activity (since the first known day when there was none yet)
     score_date - coalesce(last_activity_date, spine_start_date) as days_since_last_activity
 from final
--- in day order, so the days a run recomputes sit together in the heap (macros/incremental.sql, daily_table_config)
-order by score_date, contact_id
+{{ daily_table_order() }}

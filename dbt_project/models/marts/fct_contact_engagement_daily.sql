@@ -4,11 +4,13 @@
     unique_key=['contact_id', 'activity_date'],
     on_schema_change='fail',
     indexes=[{'columns': ['contact_id', 'activity_date'], 'unique': true}, {'columns': ['activity_date']}],
+    pre_hook=["{{ jit_off_for_daily_runs() }}", "{{ fix_recompute_start('activity_date') }}"],
 ) }}
 
 with
 
-facts as (
+facts as not materialized (
+    -- read twice on a daily run: inlined, so each read is its index range
     select * from {{ ref('int_contact_engagement_facts') }}
 ),
 
@@ -19,16 +21,31 @@ contacts as (
 run_interval as (
     select * from {{ ref('int_run_interval') }}
 ),
-{% if is_incremental() and data_interval('data_interval_start') %}
+{% if recomputes_range() %}
 
-touched as (
-    -- the (contact, day) rows this run rebuilds: every day in the lookback (or since the last day held, after
-    -- skipped runs), and older days that gained facts known since then (identifying a visitor today brings its
-    -- anonymous history with it)
-    select distinct contact_id, event_date
-    from facts
-    where event_date >= {{ recompute_start_expr('activity_date') }}
-        or known_date >= {{ recompute_start_expr('activity_date') }}
+facts_in_scope as (
+    -- the facts of the (contact, day) rows this run rebuilds: every day in the lookback (or since the last day
+    -- held, after skipped runs), whole, since a fact is known on or after the day it happened (known_date >=
+    -- event_date) ...
+    select * from facts
+    where facts.known_date >= {{ recompute_start_date() }}  -- the index range, implied by the next line
+        and facts.event_date >= {{ recompute_start_date() }}
+    union all
+    -- ... and older days that gained facts known since then (identifying a visitor today brings its anonymous
+    -- history with it), read day by day through the (contact_id, event_date) index
+    select older.*
+    from (
+        select distinct contact_id, event_date
+        from facts
+        where known_date >= {{ recompute_start_date() }}
+            and event_date < {{ recompute_start_date() }}
+    ) as older_days
+    cross join lateral (
+        select * from facts
+        where facts.contact_id = older_days.contact_id
+            and facts.event_date = older_days.event_date
+        offset 0  -- keeps it a per-day index probe (not pulled up into a join over every fact)
+    ) as older
 ),
 {% endif %}
 
@@ -41,12 +58,7 @@ daily as (
         {% endfor %}
         min(facts.occurred_at) as first_activity_at,
         max(facts.occurred_at) as last_activity_at
-    from facts
-    {% if is_incremental() and data_interval('data_interval_start') %}
-    inner join touched
-        on facts.contact_id = touched.contact_id
-        and facts.event_date = touched.event_date
-    {% endif %}
+    from {% if recomputes_range() %}facts_in_scope as facts{% else %}facts{% endif %}
     cross join run_interval
     where facts.event_date <= run_interval.interval_end_date
     group by facts.contact_id, facts.event_date

@@ -37,5 +37,4 @@ final as (
 )
 
 select * from final
--- in day order, so the days a run recomputes sit together in the heap (macros/incremental.sql, daily_table_config)
-order by score_date, contact_id
+{{ daily_table_order() }}
