@@ -60,22 +60,42 @@
         || coalesce((select string_agg(m::text, ',' order by m::text) from {{ ref('funnel_event_map') }} as m), ''))
 {%- endmacro %}
 
+{#- A model that keeps a copy of the inputs it last applied (`<model>__applied`, (kind, key, value) rows written in
+    the transaction of its rows): on an incremental run, pg_temp.<prefix>_inputs holds the inputs now and
+    pg_temp.<prefix>_changed the rows that differ either way (new, gone or changed keys). -#}
+{% macro applied_inputs_diff(prefix, inputs_sql) -%}
+    {%- set applied = _suffixed(this, '__applied') -%}
+    create table if not exists {{ applied }} (kind text not null, key text not null, value text);
+    {%- if is_incremental() %}
+    create temp table {{ prefix }}_inputs on commit drop as {{ inputs_sql }};
+    create temp table {{ prefix }}_changed on commit drop as
+        (select * from {{ prefix }}_inputs except select * from {{ applied }})
+        union
+        (select * from {{ applied }} except select * from {{ prefix }}_inputs);
+    analyze {{ prefix }}_changed;
+    {%- endif %}
+{%- endmacro %}
+
+{#- The post-hook half: the inputs applied (the ones diffed, or read now after a full build). -#}
+{% macro applied_inputs_record(prefix, inputs_sql) -%}
+    {%- set applied = _suffixed(this, '__applied') -%}
+    delete from {{ applied }};
+    {%- if is_incremental() %}
+    insert into {{ applied }} select * from {{ prefix }}_inputs
+    {%- else %}
+    insert into {{ applied }} {{ inputs_sql }}
+    {%- endif %}
+{%- endmacro %}
+
 {#- int_events_attributed's pre-hook: the change tables exist; on an incremental run, the events to recompute
     (pg_temp.handoff_attribution_dirty, which the model reads) and the visitor keys they had before. -#}
 {% macro attribution_changes_prepare() -%}
     {%- set events = ref('stg_analytics__events') -%}
     {%- set log = visitor_changes_log(this) -%}
-    {%- set applied = _suffixed(this, '__applied') -%}
     create table if not exists {{ log }} (changed_at timestamptz not null, visitor_key text not null);
-    create table if not exists {{ applied }} (kind text not null, key text not null, value text);
     create table if not exists {{ visitor_watermarks(this) }} (model text primary key, changes_to timestamptz not null);
+    {{ applied_inputs_diff('handoff_attribution', attribution_inputs()) }}
     {%- if is_incremental() %}
-    create temp table handoff_attribution_inputs on commit drop as
-        {{ attribution_inputs() }};
-    create temp table handoff_attribution_changed on commit drop as
-        (select * from handoff_attribution_inputs except select * from {{ applied }})
-        union
-        (select * from {{ applied }} except select * from handoff_attribution_inputs);
     create temp table handoff_attribution_dirty on commit drop as
         select event_id from {{ events }}
         where _batch_id in (select key::uuid from handoff_attribution_changed where kind = 'batch')
@@ -100,17 +120,14 @@
     ('*' after a full build), the inputs applied, and the log pruned to what some consumer has yet to read. -#}
 {% macro attribution_changes_record() -%}
     {%- set log = visitor_changes_log(this) -%}
-    {%- set applied = _suffixed(this, '__applied') -%}
     {%- set watermarks = visitor_watermarks(this) -%}
-    delete from {{ applied }};
+    {{ applied_inputs_record('handoff_attribution', attribution_inputs()) }};
     {%- if is_incremental() %}
     insert into {{ log }} (changed_at, visitor_key)
         select distinct now(), visitor_key from {{ this }}
         where event_id in (select event_id from handoff_attribution_dirty) and visitor_key is not null;
-    insert into {{ applied }} select * from handoff_attribution_inputs;
     {%- else %}
     insert into {{ log }} (changed_at, visitor_key) values (now(), '*');
-    insert into {{ applied }} {{ attribution_inputs() }};
     {%- endif %}
     delete from {{ log }}
     where changed_at < (
@@ -186,4 +203,54 @@
 {#- The contacts among them. -#}
 {% macro changed_contact_ids() -%}
     (select substr(visitor_key, 3) from pg_temp.handoff_changed_visitors where visitor_key like 'c:%')
+{%- endmacro %}
+
+{#- int_identities_stitched: what a device's identity is derived from, as (kind, key, value) rows: every CRM contact
+    with the fields stitching reads (email, archived, created), and the staged load batches. -#}
+{% macro identity_inputs() -%}
+    select 'contact'::text as kind, contact_id::text as key,
+        json_build_array(email, is_archived, created_at)::text as value
+    from {{ ref('stg_crm__contacts') }}
+    union all
+    select 'batch', _batch_id::text, null
+    from ({{ distinct_batches(ref('stg_analytics__events')) }}) as batches
+{%- endmacro %}
+
+{#- int_identities_stitched's pre-hook: on an incremental run, the devices to stitch again
+    (pg_temp.handoff_identity_devices, which the model reads), and their rows leave first: devices with evidence
+    in new batches that sorts before their identity, with evidence naming a changed contact (as userId, or by an
+    email it had or has), and devices stitched to a changed contact. -#}
+{% macro identity_changes_prepare() -%}
+    {%- set events = ref('stg_analytics__events') -%}
+    {{ applied_inputs_diff('handoff_identity', identity_inputs()) }}
+    {%- if is_incremental() %}
+    create temp table handoff_identity_devices on commit drop as
+        -- new evidence matters only before the device's identity (the first evidence wins), or with none yet
+        select new.anonymous_id from {{ events }} as new
+        where new._batch_id in (select key::uuid from handoff_identity_changed where kind = 'batch')
+            and new.anonymous_id is not null
+            and (new.user_id is not null or new.event_type = 'identify')
+            and not exists (
+                select 1 from {{ this }} as held
+                where held.anonymous_id = new.anonymous_id
+                    and (held.identified_at, held.identified_by_event_id) < (new.received_at, new.event_id)
+            )
+        union
+        select anonymous_id from {{ events }}
+        where user_id in (select key from handoff_identity_changed where kind = 'contact')
+            and anonymous_id is not null
+        union
+        select anonymous_id from {{ events }}
+        where traits_email in (select (value::jsonb) ->> 0 from handoff_identity_changed where kind = 'contact')
+            and anonymous_id is not null
+        union
+        select anonymous_id from {{ this }}
+        where contact_id in (select key from handoff_identity_changed where kind = 'contact');
+    analyze handoff_identity_devices;
+    delete from {{ this }} where anonymous_id in (select anonymous_id from handoff_identity_devices);
+    {%- endif %}
+{%- endmacro %}
+
+{% macro identity_changes_record() -%}
+    {{ applied_inputs_record('handoff_identity', identity_inputs()) }}
 {%- endmacro %}

@@ -491,8 +491,8 @@ def test_two_weeks_of_daily_runs_with_late_events_equal_one_full_refresh(built):
     _assert_same_marts(daily["marts"], _mart_rows(admin))
 
 
-EVENT_LEVEL = ["int_events_attributed", "int_sessions_sessionized", "int_contact_engagement_facts",
-               "int_contact_web_touchpoints", "int_contact_touchpoints"]
+EVENT_LEVEL = ["int_identities_stitched", "int_events_attributed", "int_sessions_sessionized",
+               "int_contact_engagement_facts", "int_contact_web_touchpoints", "int_contact_touchpoints"]
 
 
 def _event_level_rows(admin: str) -> dict[str, Counter]:
@@ -506,7 +506,7 @@ def test_a_crm_contact_going_and_coming_back_is_applied_incrementally_as_a_full_
     """The event-level models recompute only the visitors whose attribution changed (macros/visitor_changes.sql).
     A contact with stitched devices leaves the CRM, then comes back: after each, one incremental daily run leaves
     attribution, sessions, facts and touchpoints equal to a full refresh (zero differing rows), and rewrote only
-    that contact's events."""
+    that contact's events (its devices lose their identity, and get it back)."""
     admin, _, tmp = built
     day = dict(start=_midnight(END), end=_midnight(END) + timedelta(days=1))
     _dbt(tmp, "run", *MODELS, **day)

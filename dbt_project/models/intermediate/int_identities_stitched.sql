@@ -1,10 +1,25 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    unlogged=false,
+    on_schema_change='fail',
+    indexes=[{'columns': ['anonymous_id'], 'unique': true}, {'columns': ['contact_id']}],
+    pre_hook=["{{ identity_changes_prepare() }}"],
+    post_hook=["{{ identity_changes_record() }}"],
+) }}
 -- anonymous_id -> contact: the first contact a device was identified as (an event carrying the CRM contact id
 -- as userId, or an identify call whose traits email matches a contact). Everything the device did, before and
 -- after, belongs to that contact.
+-- Incremental (macros/visitor_changes.sql): a run stitches again only the devices with evidence in new load batches
+-- or naming a CRM contact that came, went or changed its email, archived flag or creation time, and the devices
+-- stitched to such a contact, from all their evidence; it keeps a copy of the contacts and batches it applied.
 with
 
 events as (
     select * from {{ ref('stg_analytics__events') }}
+    {% if is_incremental() %}
+    where anonymous_id in (select anonymous_id from pg_temp.handoff_identity_devices)
+    {% endif %}
 ),
 
 contacts as (

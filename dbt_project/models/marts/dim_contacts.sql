@@ -25,10 +25,11 @@ settings as (
 ),
 
 current_scores as (
+    -- the interval end's scores: one day, read by the (score_date, contact_id) index (a join to run_interval was
+    -- planned as a scan of every day)
     select scores.contact_id, scores.score, scores.fit_score, scores.engagement_score
     from scores
-    inner join run_interval
-        on scores.score_date = run_interval.interval_end_date
+    where scores.score_date = (select run_interval.interval_end_date from run_interval)
 ),
 
 final as (

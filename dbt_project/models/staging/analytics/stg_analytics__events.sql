@@ -4,15 +4,15 @@
     incremental_strategy='delete+insert',
     on_schema_change='fail',
     indexes=[{'columns': ['event_id'], 'unique': true}, {'columns': ['_batch_id']}, {'columns': ['anonymous_id']},
-             {'columns': ['user_id']}],
+             {'columns': ['user_id']}, {'columns': ['traits_email']}, {'columns': ['_written_at']}],
 ) }}
 -- The one staging model that is a table: every consumer (identity stitching, attribution, the tests) reads the
 -- deduplicated events, and as a view each of them re-sorted the whole raw table by messageId. Incremental by load
 -- batch: a run takes the rows of the batches it does not hold yet (whatever their load time or commit order), and
 -- a message's copy replaces the one held only when it is the later copy (delete+insert on event_id), so the table
 -- equals a full refresh. A batch whose every row a later copy replaced is read again each run, and changes nothing.
--- Indexes: event_id (the merge key), _batch_id (new batches), anonymous_id and user_id (int_events_attributed
--- recomputes the events of a device or userId whose attribution changed).
+-- Indexes: event_id (the merge key), _batch_id (new batches), anonymous_id, user_id and traits_email (the events
+-- of a device, userId or email whose stitching or attribution changed), _written_at (the tests' scope).
 with
 
 source as (
@@ -70,7 +70,9 @@ final as (
         ), ''))) as traits_email,
         _loaded_at,
         _batch_id,
-        _line
+        _line,
+        -- the run that wrote the row: a daily run's tests check the rows it wrote (macros/tests_scope.sql)
+        transaction_timestamp() as _written_at
     from latest
 )
 
