@@ -233,6 +233,10 @@ def airflow_phases(airflow_db: Path) -> dict:
         "tasks": len(tis),
         "tasks_not_success": sorted(t[0] for t in tis if t[3] != "success"),
         "retries": sum(max((t[4] or 1) - 1, 0) for t in tis),
+        # each task's own duration, slowest first: where a stage's time goes (the span also holds the gaps
+        # between tasks that dag.test schedules one at a time)
+        "task_seconds": dict(sorted(((tid, round((e - s).total_seconds(), 2)) for tid, s, e, *_ in tis if s and e),
+                                    key=lambda kv: -kv[1])),
         "xcom": xcom,
     }
 
