@@ -161,11 +161,27 @@
     {{ return(run_query(query).columns[0].values()[0]) }}
 {%- endmacro %}
 
+{#- The config of a consumer: `{{ config(**visitor_consumer_config(key, indexes, after, pre_hooks)) }}`, with `key`
+    its visitor column ('visitor_key', or 'contact_id' for a table of contacts). Appends, logged (it carries state);
+    pre_hooks run after its rows of the changed visitors left. -#}
+{% macro visitor_consumer_config(key, indexes, after=[], pre_hooks=[]) -%}
+    {%- do return({
+        'materialized': 'incremental',
+        'incremental_strategy': 'append',
+        'unlogged': false,
+        'on_schema_change': 'fail',
+        'indexes': indexes,
+        'pre_hook': ["{{ visitor_changes_consume(ref('int_events_attributed'), '" ~ key ~ "', after="
+                     ~ (after | tojson) ~ ") }}"] + pre_hooks,
+        'post_hook': ["{{ visitor_changes_consumed(ref('int_events_attributed')) }}"],
+    }) -%}
+{%- endmacro %}
+
 {#- A consumer's pre-hook: fix how far it reads the log (no further than the consumers in `after`), then on an
     incremental run the changed visitor keys (pg_temp.handoff_changed_visitors, which the model reads) and delete
-    its rows of them: `delete_where` is the condition on its rows, given the changed keys as the relation
-    `changed`. A whole rebuild of an existing table deletes everything. -#}
-{% macro visitor_changes_consume(attributed, delete_where, after=[]) -%}
+    its rows of them (by `key`: visitor_key, or contact_id). A whole rebuild of an existing table deletes
+    everything. -#}
+{% macro visitor_changes_consume(attributed, key, after=[]) -%}
     {%- set log = visitor_changes_log(attributed) -%}
     {%- set watermarks = visitor_watermarks(attributed) -%}
     select set_config('handoff.changes_to', least(
@@ -184,7 +200,8 @@
         where changed_at > {{ _watermark_of(attributed, this.identifier) }}
             and changed_at <= current_setting('handoff.changes_to')::timestamptz;
     analyze handoff_changed_visitors;
-    delete from {{ this }} where {{ delete_where }};
+    delete from {{ this }}
+    where {{ key }} in {{ changed_visitor_keys() if key == 'visitor_key' else changed_contact_ids() }};
     {%- endif %}
 {%- endmacro %}
 

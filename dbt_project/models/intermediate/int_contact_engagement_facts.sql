@@ -1,15 +1,8 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    unlogged=false,
-    on_schema_change='fail',
-    indexes=[{'columns': ['contact_id', 'event_date']}, {'columns': ['known_date']},
-             {'columns': ['feature', 'known_date']}, {'columns': ['_written_at']}],
-    pre_hook=["{{ visitor_changes_consume(ref('int_events_attributed'), 'contact_id in ' ~ changed_contact_ids(),
-                                          after=['int_sessions_sessionized']) }}",
-              "{% if is_incremental() %}delete from {{ this }} where feature = 'meetings'{% endif %}"],
-    post_hook=["{{ visitor_changes_consumed(ref('int_events_attributed')) }}"],
-) }}
+{{ config(**visitor_consumer_config('contact_id', indexes=[
+        {'columns': ['contact_id', 'event_date']}, {'columns': ['known_date']},
+        {'columns': ['feature', 'known_date']}, {'columns': ['_written_at']}],
+    after=['int_sessions_sessionized'],
+    pre_hooks=["{% if is_incremental() %}delete from {{ this }} where feature = 'meetings'{% endif %}"])) }}
 {%- set whole = visitor_changes_rebuild_whole(ref('int_events_attributed')) %}
 -- The behaviour vocabulary as long facts: one row per contact × source record × feature it counts for, with
 -- the day it happened (event_date) and the day it was known (known_date). The daily models pivot these.

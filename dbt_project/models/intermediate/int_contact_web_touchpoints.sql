@@ -1,13 +1,5 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    unlogged=false,
-    on_schema_change='fail',
-    indexes=[{'columns': ['contact_id'], 'unique': true}],
-    pre_hook=["{{ visitor_changes_consume(ref('int_events_attributed'), 'contact_id in ' ~ changed_contact_ids(),
-                                          after=['int_sessions_sessionized']) }}"],
-    post_hook=["{{ visitor_changes_consumed(ref('int_events_attributed')) }}"],
-) }}
+{{ config(**visitor_consumer_config('contact_id', indexes=[{'columns': ['contact_id'], 'unique': true}],
+                                    after=['int_sessions_sessionized'])) }}
 {%- set whole = visitor_changes_rebuild_whole(ref('int_events_attributed')) %}
 -- Per contact, from its web history: first touch (the first session's source/medium), last page or track event,
 -- and the top content it consumed (catalog titles by views and downloads). int_contact_touchpoints adds the CRM

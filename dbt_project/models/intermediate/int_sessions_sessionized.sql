@@ -1,12 +1,5 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    unlogged=false,
-    on_schema_change='fail',
-    indexes=[{'columns': ['session_id'], 'unique': true}, {'columns': ['visitor_key']}, {'columns': ['_written_at']}],
-    pre_hook=["{{ visitor_changes_consume(ref('int_events_attributed'), 'visitor_key in ' ~ changed_visitor_keys()) }}"],
-    post_hook=["{{ visitor_changes_consumed(ref('int_events_attributed')) }}"],
-) }}
+{{ config(**visitor_consumer_config('visitor_key', indexes=[
+    {'columns': ['session_id'], 'unique': true}, {'columns': ['visitor_key']}, {'columns': ['_written_at']}])) }}
 {%- set whole = visitor_changes_rebuild_whole(ref('int_events_attributed')) %}
 -- Web sessions: a visitor's page views, split where the gap to the previous one exceeds
 -- var('session_inactivity_minutes'). A visitor is the contact (all its stitched devices) or an anonymous device.
