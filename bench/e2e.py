@@ -3,7 +3,8 @@ data new", run ``handoff run --date <last day>`` on it, and read the run's phase
 
 The state before the timed run (untimed, redone for every run so each --runs trial starts the same):
 - analytics: the ledger and load log say every file of the earlier days is loaded, under the paths the DAG's
-  loader sees ($HANDOFF_HOME/sample/analytics/...); the last day's rows are gone from raw, so its files load new;
+  loader sees ($HANDOFF_HOME/sample/analytics/...); the last day's rows are gone from raw, so its files load new,
+  and from the staged and attributed events (make_day_new_to_dbt), so they are new to the dbt models too;
 - CRM: the last day's record versions are gone from raw.crm_* and every watermark is the start of the last day,
   so the sync is incremental over that one day (the sandbox is re-seeded from the sample);
 - push: every SQL before the last day is acknowledged in ops.crm_push_log, so only the new day's SQLs go out;
@@ -141,6 +142,35 @@ def reset_analytics(admin: str, landing: Path, last_day: str) -> dict:
     return {"history_files": files, "last_day_rows_removed": removed,
             "last_day_files": sum(1 for f in (landing / last_day).iterdir()
                                   if f.name.endswith(analytics.FILE_SUFFIXES))}
+
+
+def make_day_new_to_dbt(admin: str, last_day: str) -> dict:
+    """The last day's events new to the dbt models, as in a real daily run (the history built by earlier runs, the
+    day's file loaded that morning), rather than a re-delivery of events the full build already holds, which
+    replaces 127,000 scattered rows at tier M: another and costlier path. The day's events leave the staged and
+    attributed events, their visitors go to the attribution's change log from their earliest such event (the
+    sessions, facts and touchpoints the run recomputes, as a run with the new day does), and the day's load batches
+    leave the applied-input copies (dbt_project/macros/visitor_changes.sql). Untimed; the next dbt build stages the
+    day's raw rows again."""
+    with psycopg.connect(admin) as conn, conn.cursor() as cur:
+        cur.execute("create temp table day_batches on commit drop as select distinct _batch_id from"
+                    " raw.analytics_events where split_part(_source, '/', -2) = %s", [last_day])
+        cur.execute("create temp table day_events on commit drop as select event_id from"
+                    " staging.stg_analytics__events where _batch_id in (select _batch_id from day_batches)")
+        logged = cur.execute(
+            "insert into intermediate.int_events_attributed__visitor_changes (changed_at, visitor_key, changed_from)"
+            " select now(), visitor_key, min(event_at) from intermediate.int_events_attributed"
+            " where event_id in (select event_id from day_events) and visitor_key is not null"
+            " group by visitor_key").rowcount
+        cur.execute("delete from intermediate.int_events_attributed where event_id in (select event_id from"
+                    " day_events)")
+        staged = cur.execute("delete from staging.stg_analytics__events where event_id in (select event_id from"
+                             " day_events)").rowcount
+        for model in ("int_events_attributed", "int_identities_stitched"):
+            cur.execute(sql.SQL("delete from intermediate.{} where kind = 'batch' and key::uuid in"
+                                " (select _batch_id from day_batches)").format(sql.Identifier(f"{model}__applied")))
+        conn.commit()
+    return {"day_events_unstaged": staged, "day_visitors_logged": logged}
 
 
 def reset_crm(admin: str, start: datetime, end: datetime) -> dict:

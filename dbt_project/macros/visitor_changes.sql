@@ -5,15 +5,17 @@
     run compares them with the current inputs and recomputes only the events they touch: those of new batches, of a
     device whose identity changed, of a userId whose contact appeared or went. Every visitor key those events had
     before and have after goes into an append-only change log (`<model>__visitor_changes`: changed_at = the run's
-    transaction time; '*' = rebuilt whole), in the same transaction as the rows and the copy: either all of a run's
-    change lands or none.
+    transaction time; changed_from = the earliest event_at among that key's changed events; '*' = rebuilt whole), in
+    the same transaction as the rows and the copy: either all of a run's change lands or none.
 
     The consumers (sessions, facts, web touchpoints) each keep a watermark (`handoff_visitor_watermarks`: the last
     change they applied), written in the transaction that applies it, and delete then recompute the visitors logged
     after it. A consumer reads no further than the watermarks of the consumers it reads (facts waits for sessions),
     so a failed or skipped run is caught up by the next one. The log is pruned up to the oldest consumer watermark.
-    Exactly what a full refresh computes, for the visitors it recomputes: sessions, first touches and facts are
-    derived from the visitor's whole history. -#}
+    A consumer recomputes a changed visitor from the point its rows can differ (`since`): sessions from the last
+    session that starts at or before the earliest changed event (session numbers and flags carry on from the ones
+    kept), facts from that event; web touchpoints from the visitor's whole history. Exactly what a full refresh
+    computes: a row before that point is derived only from events before it, which did not change. -#}
 
 {% macro visitor_change_consumers() -%}
     {{ return(['int_sessions_sessionized', 'int_contact_engagement_facts', 'int_contact_web_touchpoints']) }}
@@ -93,6 +95,8 @@
     {%- set events = ref('stg_analytics__events') -%}
     {%- set log = visitor_changes_log(this) -%}
     create table if not exists {{ log }} (changed_at timestamptz not null, visitor_key text not null);
+    -- (a log from before changed_from: its rows mean the visitor's whole history)
+    alter table {{ log }} add column if not exists changed_from timestamptz;
     create table if not exists {{ visitor_watermarks(this) }} (model text primary key, changes_to timestamptz not null);
     {{ applied_inputs_diff('handoff_attribution', attribution_inputs()) }}
     {%- if is_incremental() %}
@@ -110,10 +114,17 @@
         select event_id from {{ events }}
         where exists (select 1 from handoff_attribution_changed where kind = 'definition');
     analyze handoff_attribution_dirty;
-    insert into {{ log }} (changed_at, visitor_key)
-        select distinct now(), visitor_key from {{ this }}
-        where event_id in (select event_id from handoff_attribution_dirty) and visitor_key is not null;
+    {{ _log_dirty_visitors(log) }};
     {%- endif %}
+{%- endmacro %}
+
+{#- The visitor keys the recomputed events have in this table (before the run's rows replace them, or after), with
+    the earliest event_at of each. -#}
+{% macro _log_dirty_visitors(log) -%}
+    insert into {{ log }} (changed_at, visitor_key, changed_from)
+        select now(), visitor_key, min(event_at) from {{ this }}
+        where event_id in (select event_id from handoff_attribution_dirty) and visitor_key is not null
+        group by visitor_key
 {%- endmacro %}
 
 {#- int_events_attributed's post-hook, in the same transaction: the visitor keys the recomputed events have now
@@ -123,9 +134,7 @@
     {%- set watermarks = visitor_watermarks(this) -%}
     {{ applied_inputs_record('handoff_attribution', attribution_inputs()) }};
     {%- if is_incremental() %}
-    insert into {{ log }} (changed_at, visitor_key)
-        select distinct now(), visitor_key from {{ this }}
-        where event_id in (select event_id from handoff_attribution_dirty) and visitor_key is not null;
+    {{ _log_dirty_visitors(log) }};
     {%- else %}
     insert into {{ log }} (changed_at, visitor_key) values (now(), '*');
     {%- endif %}
@@ -161,47 +170,65 @@
     {{ return(run_query(query).columns[0].values()[0]) }}
 {%- endmacro %}
 
-{#- The config of a consumer: `{{ config(**visitor_consumer_config(key, indexes, after, pre_hooks)) }}`, with `key`
-    its visitor column ('visitor_key', or 'contact_id' for a table of contacts). Appends, logged (it carries state);
-    pre_hooks run after its rows of the changed visitors left. -#}
-{% macro visitor_consumer_config(key, indexes, after=[], pre_hooks=[]) -%}
+{#- The config of a consumer: `{{ config(**visitor_consumer_config(key, indexes, since, after, pre_hooks)) }}`, with
+    `key` its visitor column ('visitor_key', or 'contact_id' for a table of contacts) and `since` the time column
+    from which a changed visitor's rows are recomputed (none: all of them). Appends, logged (it carries state);
+    pre_hooks run once the changed visitors are known, before their rows leave. -#}
+{% macro visitor_consumer_config(key, indexes, since=none, after=[], pre_hooks=[]) -%}
     {%- do return({
         'materialized': 'incremental',
         'incremental_strategy': 'append',
         'unlogged': false,
         'on_schema_change': 'fail',
         'indexes': indexes,
-        'pre_hook': ["{{ visitor_changes_consume(ref('int_events_attributed'), '" ~ key ~ "', after="
-                     ~ (after | tojson) ~ ") }}"] + pre_hooks,
+        'pre_hook': ["{{ visitor_changes_consume(ref('int_events_attributed'), after=" ~ (after | tojson) ~ ") }}"]
+                    + pre_hooks
+                    + ["{{ visitor_changes_retract(ref('int_events_attributed'), " ~ (key | tojson) ~ ", "
+                       ~ (since | tojson) ~ ") }}"],
         'post_hook': ["{{ visitor_changes_consumed(ref('int_events_attributed')) }}"],
     }) -%}
 {%- endmacro %}
 
-{#- A consumer's pre-hook: fix how far it reads the log (no further than the consumers in `after`), then on an
-    incremental run the changed visitor keys (pg_temp.handoff_changed_visitors, which the model reads) and delete
-    its rows of them (by `key`: visitor_key, or contact_id). A whole rebuild of an existing table deletes
-    everything. -#}
-{% macro visitor_changes_consume(attributed, key, after=[]) -%}
+{#- A consumer's first pre-hook: fix how far it reads the log (no further than the consumers in `after`), then on an
+    incremental run the changed visitors (pg_temp.handoff_changed_visitors: visitor_key, its contact_id or null,
+    changed_from = the earliest changed event_at, '-infinity' for the whole history). -#}
+{% macro visitor_changes_consume(attributed, after=[]) -%}
     {%- set log = visitor_changes_log(attributed) -%}
-    {%- set watermarks = visitor_watermarks(attributed) -%}
     select set_config('handoff.changes_to', least(
         coalesce((select max(changed_at) from {{ log }}), '-infinity'::timestamptz)
         {%- for upstream in after %},
         coalesce({{ _watermark_of(attributed, upstream) }}, '-infinity'::timestamptz)
         {%- endfor %}
     )::text, true);
+    {%- if not visitor_changes_rebuild_whole(attributed) %}
+    create temp table handoff_changed_visitors on commit drop as
+        select
+            visitor_key,
+            case when visitor_key like 'c:%' then substr(visitor_key, 3) end as contact_id,
+            min(coalesce(changed_from, '-infinity'::timestamptz)) as changed_from
+        from {{ log }}
+        where changed_at > {{ _watermark_of(attributed, this.identifier) }}
+            and changed_at <= current_setting('handoff.changes_to')::timestamptz
+        group by visitor_key;
+    create unique index on handoff_changed_visitors (visitor_key);
+    analyze handoff_changed_visitors;
+    {%- endif %}
+{%- endmacro %}
+
+{#- A consumer's last pre-hook: its rows of the changed visitors leave (by `key`; only those from their changed_from
+    on when `since` names the time column). A whole rebuild of an existing table deletes everything. -#}
+{% macro visitor_changes_retract(attributed, key, since=none) -%}
     {%- if visitor_changes_rebuild_whole(attributed) %}
     {%- if is_incremental() %}
-    delete from {{ this }};
+    delete from {{ this }}
     {%- endif %}
     {%- else %}
-    create temp table handoff_changed_visitors on commit drop as
-        select distinct visitor_key from {{ log }}
-        where changed_at > {{ _watermark_of(attributed, this.identifier) }}
-            and changed_at <= current_setting('handoff.changes_to')::timestamptz;
-    analyze handoff_changed_visitors;
-    delete from {{ this }}
-    where {{ key }} in {{ changed_visitor_keys() if key == 'visitor_key' else changed_contact_ids() }};
+    delete from {{ this }} as held
+    using pg_temp.handoff_changed_visitors as changed
+    where held.{{ key }} = changed.{{ key }}
+        {%- if since %}
+        and held.{{ since }} >= changed.changed_from
+        {%- endif %}
     {%- endif %}
 {%- endmacro %}
 
@@ -212,14 +239,57 @@
     on conflict (model) do update set changes_to = excluded.changes_to
 {%- endmacro %}
 
-{#- The changed visitors a consumer's model reads on an incremental run: `visitor_key in (...)`. -#}
-{% macro changed_visitor_keys() -%}
-    (select visitor_key from pg_temp.handoff_changed_visitors)
+{#- What a consumer's model reads of `relation` (a table with visitor_key): every row on a whole rebuild, else the
+    rows of the changed visitors, from their changed_from on when `since` names the time column. -#}
+{% macro changed_visitor_rows(relation, whole, since=none) -%}
+    select source_rows.* from {{ relation }} as source_rows
+    {%- if not whole %}
+    inner join pg_temp.handoff_changed_visitors as changed
+        on source_rows.visitor_key = changed.visitor_key
+        {%- if since %}
+        and source_rows.{{ since }} >= changed.changed_from
+        {%- endif %}
+    {%- endif %}
 {%- endmacro %}
 
-{#- The contacts among them. -#}
-{% macro changed_contact_ids() -%}
-    (select substr(visitor_key, 3) from pg_temp.handoff_changed_visitors where visitor_key like 'c:%')
+{#- int_sessions_sessionized's pre-hook, on an incremental run: where each changed visitor's sessions resume
+    (pg_temp.handoff_session_resume, which the model reads): the last session that starts at or before its earliest
+    changed event, recomputed with everything after it (changed_from moves back to its start); the sessions kept
+    before it give the numbering and the flags their history decides (the first session's day, the day of the one
+    before). A visitor with no session before its change is re-sessionized whole. -#}
+{% macro session_resume_points() -%}
+    {%- if is_incremental() and not visitor_changes_rebuild_whole(ref('int_events_attributed')) %}
+    create temp table handoff_session_resume on commit drop as
+        select
+            changed.visitor_key,
+            resumed.started_at,
+            coalesce(resumed.session_index - 1, 0) as sessions_before,
+            first_kept.session_date as first_session_date,
+            last_kept.session_date as last_session_date
+        from pg_temp.handoff_changed_visitors as changed
+        left join lateral (
+            select held.started_at, held.session_index from {{ this }} as held
+            where held.visitor_key = changed.visitor_key and held.started_at <= changed.changed_from
+            order by held.started_at desc limit 1
+        ) as resumed on true
+        left join lateral (
+            select held.session_date from {{ this }} as held
+            where held.visitor_key = changed.visitor_key and held.started_at < resumed.started_at
+            order by held.started_at limit 1
+        ) as first_kept on true
+        left join lateral (
+            select held.session_date from {{ this }} as held
+            where held.visitor_key = changed.visitor_key and held.started_at < resumed.started_at
+            order by held.started_at desc limit 1
+        ) as last_kept on true;
+    create unique index on handoff_session_resume (visitor_key);
+    analyze handoff_session_resume;
+    update pg_temp.handoff_changed_visitors as changed
+    set changed_from = coalesce(resumed.started_at, '-infinity'::timestamptz)
+    from handoff_session_resume as resumed
+    where resumed.visitor_key = changed.visitor_key;
+    analyze handoff_changed_visitors;
+    {%- endif %}
 {%- endmacro %}
 
 {#- int_identities_stitched: what a device's identity is derived from, as (kind, key, value) rows: every CRM contact

@@ -19,6 +19,7 @@ import re
 import signal
 import statistics
 import subprocess
+import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
@@ -546,6 +547,79 @@ def test_a_crm_contact_going_and_coming_back_is_applied_incrementally_as_a_full_
     back = _event_level_rows(admin)
     _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
     assert _event_level_rows(admin) == back
+
+
+def _insert_page_views(admin: str, template: dict, user_id: str, times: list[datetime]) -> None:
+    """Late page views of ``user_id`` at ``times`` in a new load batch, each a copy of ``template`` (a raw page
+    view record) without its device, with its own message id and timestamps, received now."""
+    batch, now = uuid.uuid4(), datetime.now(UTC)
+    with psycopg.connect(admin) as conn, conn.cursor() as cur:
+        for i, at in enumerate(times, start=1):
+            rec = {k: v for k, v in template.items() if k != "anonymousId"}  # the contact's own, no device
+            rec |= {"userId": user_id, "messageId": f"ajs-late-{batch.hex[:8]}-{i}",
+                    "timestamp": at.isoformat().replace("+00:00", "Z"), "sentAt": now.isoformat(),
+                    "receivedAt": now.isoformat()}
+            cur.execute("insert into raw.analytics_events (_batch_id, _loaded_at, _source, _line, message_id,"
+                        " event_type, event_name, anonymous_id, user_id, event_at, received_at, record)"
+                        " values (%s, %s, 'tests/late.jsonl', %s, %s, 'page', null, %s, %s, %s, %s, %s)",
+                        [batch, now, i, rec["messageId"], None, user_id, at, now, json.dumps(rec)])
+        conn.commit()
+
+
+def test_late_page_views_resume_sessions_where_they_change_as_a_full_refresh_would(built):
+    """Sessions resume at the last session that starts before a visitor's earliest changed event; what is kept
+    before it carries the numbering and the flags (macros/visitor_changes.sql, session_resume_points).
+    Late page views close the gap between two of one contact's sessions (they become one; the later ones are
+    renumbered) and land before another contact's first session (re-sessionized whole). After one incremental
+    run the event-level tables equal a full refresh, and the first contact's earlier sessions and facts were kept,
+    not rewritten."""
+    admin, _, tmp = built
+    day = dict(start=_midnight(END), end=_midnight(END) + timedelta(days=1))
+    _dbt(tmp, "run", *MODELS, **day)
+    # the contact whose sessions k and k + 1 (k >= 2) are closest: views every <= 25 min bridge them
+    bridged = _rows(admin, """
+        select visitor_key, contact_id, session_index, ended_at, next_started_at from (
+            select *, lead(started_at) over by_visitor as next_started_at,
+                count(*) over (partition by visitor_key) as sessions
+            from intermediate.int_sessions_sessionized where contact_id is not null
+            window by_visitor as (partition by visitor_key order by started_at)) as s
+        where session_index >= 2 and sessions >= 4 and next_started_at is not null
+        order by next_started_at - ended_at, visitor_key limit 1""")[0]
+    gap = bridged["next_started_at"] - bridged["ended_at"]
+    steps = -(-gap // timedelta(minutes=25))  # ceil: every step under the 30-minute inactivity gap
+    assert steps <= 200, gap
+    chain = [bridged["ended_at"] + gap * i / steps for i in range(1, steps)]
+    # another contact with several sessions: one view three days before its first
+    whole = _rows(admin, """
+        select contact_id, min(started_at) as first_at, count(*) as sessions
+        from intermediate.int_sessions_sessionized where contact_id is not null and contact_id <> %s
+        group by contact_id having count(*) >= 3 order by contact_id limit 1""", [bridged["contact_id"]])[0]
+    template = _rows(admin, "select record from raw.analytics_events where event_type = 'page' limit 1")[0]["record"]
+    sessions_of = "select count(*) as n from intermediate.int_sessions_sessionized where contact_id = %s"
+    before = {c: _rows(admin, sessions_of, [c])[0]["n"] for c in (bridged["contact_id"], whole["contact_id"])}
+
+    _insert_page_views(admin, template, bridged["contact_id"], chain)
+    _insert_page_views(admin, template, whole["contact_id"], [whole["first_at"] - timedelta(days=3)])
+    _dbt(tmp, "run", *MODELS, **day)
+    assert _rows(admin, sessions_of, [bridged["contact_id"]])[0]["n"] == before[bridged["contact_id"]] - 1
+    assert _rows(admin, sessions_of, [whole["contact_id"]])[0]["n"] == before[whole["contact_id"]] + 1
+    # kept: the bridged contact's sessions before session k, and its facts before the first late view
+    last_write = "(select max(_written_at) from intermediate.{})"
+    kept = _rows(admin, f"""
+        select count(*) filter (where _written_at < {last_write.format('int_sessions_sessionized')}) as kept,
+            count(*) filter (where session_index < %s) as earlier
+        from intermediate.int_sessions_sessionized where contact_id = %s""",
+                 [bridged["session_index"], bridged["contact_id"]])[0]
+    assert kept["kept"] == kept["earlier"] == bridged["session_index"] - 1
+    facts = _rows(admin, f"""
+        select count(*) filter (where _written_at < {last_write.format('int_contact_engagement_facts')}) as kept,
+            count(*) filter (where occurred_at < %s) as earlier
+        from intermediate.int_contact_engagement_facts where contact_id = %s and feature <> 'meetings'""",
+                  [chain[0], bridged["contact_id"]])[0]
+    assert facts["kept"] == facts["earlier"] > 0
+    incremental = _event_level_rows(admin)
+    _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
+    assert _event_level_rows(admin) == incremental
 
 
 @pytest.mark.soak

@@ -1,4 +1,4 @@
-{{ config(**visitor_consumer_config('contact_id', indexes=[
+{{ config(**visitor_consumer_config('contact_id', since='occurred_at', indexes=[
         {'columns': ['contact_id', 'event_date']}, {'columns': ['known_date']},
         {'columns': ['feature', 'known_date']}, {'columns': ['_written_at']}],
     after=['int_sessions_sessionized'],
@@ -7,24 +7,19 @@
 -- The behaviour vocabulary as long facts: one row per contact × source record × feature it counts for, with
 -- the day it happened (event_date) and the day it was known (known_date). The daily models pivot these.
 -- Incremental by contact (macros/visitor_changes.sql): a daily run recomputes the web facts of the contacts whose
--- events the attribution changed (after sessions has applied the same changes), and every meeting fact (a few
--- thousand rows from the CRM, which has no change log of its own here).
+-- events the attribution changed, from their earliest changed event on (after sessions has applied the same
+-- changes: a session that starts before that event keeps its facts), and every meeting fact (a few thousand rows
+-- from the CRM, which has no change log of its own here).
 with
 
 events as (
-    select * from {{ ref('int_events_attributed') }}
+    select * from ({{ changed_visitor_rows(ref('int_events_attributed'), whole, since='event_at') }}) as attributed
     where contact_id is not null
-        {% if not whole %}
-        and visitor_key in {{ changed_visitor_keys() }}
-        {% endif %}
 ),
 
 sessions as (
-    select * from {{ ref('int_sessions_sessionized') }}
+    select * from ({{ changed_visitor_rows(ref('int_sessions_sessionized'), whole, since='started_at') }}) as held
     where contact_id is not null
-        {% if not whole %}
-        and visitor_key in {{ changed_visitor_keys() }}
-        {% endif %}
 ),
 
 activities as (

@@ -8,19 +8,13 @@
 with
 
 sessions as (
-    select * from {{ ref('int_sessions_sessionized') }}
+    select * from ({{ changed_visitor_rows(ref('int_sessions_sessionized'), whole) }}) as held
     where contact_id is not null
-        {% if not whole %}
-        and visitor_key in {{ changed_visitor_keys() }}
-        {% endif %}
 ),
 
 events as (
-    select * from {{ ref('int_events_attributed') }}
+    select * from ({{ changed_visitor_rows(ref('int_events_attributed'), whole) }}) as attributed
     where contact_id is not null
-        {% if not whole %}
-        and visitor_key in {{ changed_visitor_keys() }}
-        {% endif %}
 ),
 
 first_sessions as (

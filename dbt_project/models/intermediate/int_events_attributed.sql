@@ -4,7 +4,8 @@
     unique_key='event_id',
     unlogged=false,
     on_schema_change='fail',
-    indexes=[{'columns': ['event_id'], 'unique': true}, {'columns': ['visitor_key']}, {'columns': ['_written_at']}],
+    indexes=[{'columns': ['event_id'], 'unique': true}, {'columns': ['visitor_key', 'event_at']},
+             {'columns': ['_written_at']}],
     pre_hook=["{{ attribution_changes_prepare() }}"],
     post_hook=["{{ attribution_changes_record() }}"],
 ) }}

@@ -1,5 +1,7 @@
-{{ config(**visitor_consumer_config('visitor_key', indexes=[
-    {'columns': ['session_id'], 'unique': true}, {'columns': ['visitor_key']}, {'columns': ['_written_at']}])) }}
+{{ config(**visitor_consumer_config('visitor_key', since='started_at', indexes=[
+        {'columns': ['session_id'], 'unique': true}, {'columns': ['visitor_key', 'started_at']},
+        {'columns': ['_written_at']}],
+    pre_hooks=["{{ session_resume_points() }}"])) }}
 {%- set whole = visitor_changes_rebuild_whole(ref('int_events_attributed')) %}
 -- Web sessions: a visitor's page views, split where the gap to the previous one exceeds
 -- var('session_inactivity_minutes'). A visitor is the contact (all its stitched devices) or an anonymous device.
@@ -8,8 +10,10 @@
 -- the gaps either side, and every later step keeps that order (a session's views are consecutive; event_date,
 -- the UTC day of event_at, only grows). Grouping the 9 million views of 100,000 contacts by session and joining
 -- the groups back to their first views took twice as long.
--- Incremental by visitor (macros/visitor_changes.sql): a daily run re-sessionizes, from their whole history, only
--- the visitors whose events the attribution changed since this table last applied its change log.
+-- Incremental by visitor (macros/visitor_changes.sql): a daily run re-sessionizes only the visitors whose events
+-- the attribution changed since this table last applied its change log, from the last session that starts at or
+-- before their earliest changed event (session_resume_points: the numbering and flags carry on from the sessions
+-- kept before it).
 with
 
 events as (
@@ -17,12 +21,9 @@ events as (
     select
         event_id, visitor_key, contact_id, event_at, event_date, known_date,
         page_path, referrer, utm_source, utm_medium, utm_campaign
-    from {{ ref('int_events_attributed') }}
+    from ({{ changed_visitor_rows(ref('int_events_attributed'), whole, since='event_at') }}) as attributed
     where event_type = 'page'
         and visitor_key is not null
-        {% if not whole %}
-        and visitor_key in {{ changed_visitor_keys() }}
-        {% endif %}
 ),
 
 gaps as (
@@ -51,15 +52,35 @@ session_edges as (
 sessions as (
     select
         *,
-        row_number() over by_visitor as session_index,
+        row_number() over by_visitor as sessions_here,
         case when is_session_end then event_at else next_edge_at end as ended_at,
         case when is_session_end then 1 else next_edge_index - view_index + 1 end as views,
-        -- a repeat visit: the visitor already had a session on an earlier day
-        event_date > first_value(event_date) over by_visitor as is_repeat_visit,
-        event_date is distinct from lag(event_date) over by_visitor as is_first_session_of_day
+        first_value(event_date) over by_visitor as first_date_here,
+        lag(event_date) over by_visitor as previous_date_here
     from session_edges
     where is_session_start
     window by_visitor as (partition by visitor_key order by event_at, event_id)
+),
+
+numbered as (
+    -- on an incremental run, after the visitor's sessions kept before the resume point
+    select
+        sessions.*,
+        {%- if whole %}
+        sessions_here as session_index,
+        -- a repeat visit: the visitor already had a session on an earlier day
+        event_date > first_date_here as is_repeat_visit,
+        event_date is distinct from previous_date_here as is_first_session_of_day
+        {%- else %}
+        resumed.sessions_before + sessions_here as session_index,
+        event_date > coalesce(resumed.first_session_date, first_date_here) as is_repeat_visit,
+        event_date is distinct from coalesce(previous_date_here, resumed.last_session_date)
+            as is_first_session_of_day
+        {%- endif %}
+    from sessions
+    {%- if not whole %}
+    inner join pg_temp.handoff_session_resume as resumed on sessions.visitor_key = resumed.visitor_key
+    {%- endif %}
 ),
 
 final as (
@@ -93,7 +114,7 @@ final as (
         is_repeat_visit,
         is_first_session_of_day,
         transaction_timestamp() as _written_at
-    from sessions
+    from numbered
 )
 
 select * from final
