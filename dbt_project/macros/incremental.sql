@@ -88,7 +88,12 @@
     rather than one row in every page. At 100,000 contacts, after a full refresh, the one-day steps of scores /
     scores mart / rule hits went from 96 / 79 / 65 s to 17 / 8 / 29 s with both changes.
     A table with several rows per contact and day (rule hits: one per rule) passes unique=false; pre_hooks run
-    before the delete. -#}
+    before the delete.
+    Built whole, the table gets fillfactor 90 for the rows that later runs insert (the full build itself packs its
+    pages). Without it, once autovacuum has recorded the few hundred bytes left in every packed page, a daily run's
+    rows land one or two per page all over the heap, and deleting them the next time reads most of it: at 100,000
+    contacts the last four days' 400,000 score rows sat on 160,000 of 855,000 pages and the scores step took 231 s.
+    With it they fill the pages freed by the previous run's days: about 40,000 pages, the step 13 s. -#}
 {% macro daily_table_config(date_column='score_date', unique=true, pre_hooks=[]) -%}
     {%- do return({
         'materialized': 'incremental',
@@ -98,6 +103,7 @@
         'indexes': [{'columns': [date_column, 'contact_id'], 'unique': unique}],
         'pre_hook': ["{{ jit_off_for_daily_runs() }}"] + pre_hooks
                     + ["{{ delete_recomputed_days('" ~ date_column ~ "') }}"],
+        'post_hook': ["{% if not is_incremental() %}alter table {{ this }} set (fillfactor = 90){% endif %}"],
     }) -%}
 {%- endmacro %}
 

@@ -159,6 +159,18 @@ def test_attributed_events_keep_one_row_per_staged_event(built):
     _dbt(tmp, *grain_test)
 
 
+def test_dense_daily_tables_keep_later_inserts_out_of_the_full_builds_packed_pages(built):
+    """Built whole, each dense daily table takes fillfactor 90 for later inserts (macros/incremental.sql,
+    daily_table_config), so a daily run's rows fill the pages the previous run's days freed rather than the few
+    bytes left in every packed page."""
+    admin, _, _ = built
+    options = {r["relname"]: r["reloptions"] for r in _rows(admin, """
+        select relname, reloptions from pg_class
+        where relname in ('int_contact_features_daily', 'int_contact_rule_hits_daily', 'int_contact_scores_daily',
+                          'fct_contact_scores_daily') and relkind = 'r'""")}
+    assert options == dict.fromkeys(options, ["fillfactor=90"]) and len(options) == 4
+
+
 def test_no_email_or_phone_in_any_mart(built):
     admin, sample, _ = built
     emails = set()
