@@ -258,7 +258,7 @@
     before it give the numbering and the flags their history decides (the first session's day, the day of the one
     before). A visitor with no session before its change is re-sessionized whole. -#}
 {% macro session_resume_points() -%}
-    {%- if is_incremental() and not visitor_changes_rebuild_whole(ref('int_events_attributed')) %}
+    {%- if not visitor_changes_rebuild_whole(ref('int_events_attributed')) %}
     create temp table handoff_session_resume on commit drop as
         select
             changed.visitor_key,
