@@ -14,6 +14,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -84,6 +85,31 @@ def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(p) for p in name.split(".") if p.isdigit())
 
 
+def server_settings(binaries: Binaries) -> dict[str, str]:
+    """The local warehouse's server settings, given at every start (so a cluster made by an older handoff gets them).
+
+    A warehouse for batch loads on a small machine: fast bulk writes; durability of single commits matters less than
+    throughput here (a crash loses at most the last ms of commits, never consistency). Full-page images in the WAL
+    are compressed with lz4 where the server has it, else not at all: pglz spends more CPU than it saves in writes
+    (tier-M attribution insert of one day, 127,414 rows, cold: 29 s with pglz, 11.7 s with lz4, 9.4 s uncompressed;
+    lz4 writes 40% less WAL than none).
+    """
+    return {
+        "shared_buffers": "512MB", "work_mem": "64MB", "maintenance_work_mem": "256MB",
+        "max_wal_size": "4GB", "synchronous_commit": "off",
+        "wal_compression": "lz4" if _has_lz4(binaries) else "off",
+        "max_connections": "100", "log_min_duration_statement": "-1", "log_line_prefix": "%m [%p] %u@%d ",
+    }
+
+
+def _has_lz4(binaries: Binaries) -> bool:
+    pg_config = binaries.bindir / "pg_config"
+    if not pg_config.exists():
+        return False
+    out = subprocess.run([str(pg_config), "--configure"], capture_output=True, text=True, check=False)
+    return "--with-lz4" in out.stdout
+
+
 class LocalCluster:
     """Start, stop and inspect the project's private cluster. Every method is safe to call twice."""
 
@@ -150,7 +176,9 @@ class LocalCluster:
             self._initdb(binaries, log)
         self._prepare_ownership()
         log(f"starting PostgreSQL ({binaries.origin} binaries, {binaries.bindir}) on port {self.port}")
-        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root}"
+        settings = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(self.root),
+                    **server_settings(binaries)}
+        opts = f"-p {self.port} " + " ".join(f"-c {name}={shlex.quote(value)}" for name, value in settings.items())
         res = self._cmd(
             [binaries.tool("pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.pgdata), "-l", str(self.logfile),
              "-o", opts]
@@ -188,15 +216,6 @@ class LocalCluster:
         if res.returncode != 0:
             shutil.rmtree(self.pgdata, ignore_errors=True)
             raise WarehouseError(f"initdb failed: {res.stderr.strip()}")
-        with (self.pgdata / "postgresql.conf").open("a") as conf:
-            # A warehouse for batch loads on a small machine: fast bulk writes; durability of single commits
-            # matters less than throughput here (a crash loses at most the last ms of commits, never consistency).
-            conf.write(
-                "\n# handoff local warehouse\n"
-                "shared_buffers = 512MB\nwork_mem = 64MB\nmaintenance_work_mem = 256MB\n"
-                "max_wal_size = 4GB\nsynchronous_commit = off\nwal_compression = on\n"
-                "max_connections = 100\nlog_min_duration_statement = -1\nlog_line_prefix = '%m [%p] %u@%d '\n"
-            )
 
     def _prepare_ownership(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
