@@ -202,9 +202,16 @@ def _dbt(p: dict, *args: str, start: datetime | None, end: datetime) -> float:
     return time.perf_counter() - t0
 
 
+def _slowest_nodes(p: dict, n: int = 12) -> dict[str, float]:
+    """The build's n slowest nodes (dbt's run_results.json), seconds each: where a build's time went."""
+    results = json.loads((Path(p["work"]) / "dbt_target" / "run_results.json").read_text())["results"]
+    slowest = sorted(results, key=lambda r: r["execution_time"], reverse=True)[:n]
+    return {r["unique_id"].split(".", 2)[-1]: round(r["execution_time"], 1) for r in slowest}
+
+
 def stage_dbt_full(p: dict) -> dict:
     _, end = _interval(p)
-    return {"seconds": _dbt(p, "build", "--full-refresh", start=None, end=end)}
+    return {"seconds": _dbt(p, "build", "--full-refresh", start=None, end=end), "slowest_nodes": _slowest_nodes(p)}
 
 
 def stage_dbt_incr(p: dict) -> dict:
@@ -214,7 +221,8 @@ def stage_dbt_incr(p: dict) -> dict:
 
     _, end = _interval(p)
     setup = e2e.make_day_new_to_dbt(_target().conninfo("admin"), (end - timedelta(days=1)).date().isoformat())
-    return {"seconds": _dbt(p, "build", start=end - timedelta(days=1), end=end), "setup": setup}
+    return {"seconds": _dbt(p, "build", start=end - timedelta(days=1), end=end), "setup": setup,
+            "slowest_nodes": _slowest_nodes(p)}
 
 
 def stage_dag_parse(p: dict) -> dict:
