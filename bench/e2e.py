@@ -211,10 +211,12 @@ def acknowledge_history(admin: str, start: datetime) -> dict:
     return {"history_sqls_acknowledged": acked, "queue_rows_of_the_day_at_setup": waiting}
 
 
-def timed_run(env: dict[str, str], day: str) -> float:
-    """`handoff run --date DAY` in a subprocess; its wall time. A failure raises with the output's tail."""
+def timed_run(env: dict[str, str], day: str, parallel: int | None = None) -> float:
+    """`handoff run --date DAY [--parallel N]` in a subprocess; its wall time. A failure raises with the output's
+    tail."""
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "handoff.cli", "run", "--date", day], env=env, cwd=REPO,
+    res = subprocess.run([sys.executable, "-m", "handoff.cli", "run", "--date", day,
+                          *(["--parallel", str(parallel)] if parallel else [])], env=env, cwd=REPO,
                          capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - t0
     if res.returncode != 0:

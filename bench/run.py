@@ -17,6 +17,9 @@ Stages (each figure is median/min/max over --runs, default 3 for S and 1 for M, 
                  daily DAG through Airflow for the last (first start to last end of the dbt tasks,
                  day, on the loaded history and marts   from Airflow's metadata DB) vs dbt_incr's one
                  (setup: bench/e2e.py)                  `dbt build` (target <= 1.5x)
+    e2e_day_parallel the same with `--parallel 2`: the      the same figures
+                 tasks through Airflow's LocalExecutor,
+                 two at a time, as under a scheduler
     dag_parse    DagBag per-file duration               seconds, vs the issue's 1 s target
     push         tests/plugins/push/bench_push.py       seconds, vs the rate-limit floor
 
@@ -30,6 +33,9 @@ Peak RSS per stage is the stage subprocess's ru_maxrss from wait4 (it includes t
 for, e.g. dbt and the CRM sandbox; it never includes the PostgreSQL server). Scratch database: handoff_bench
 (dropped at the end unless --keep-db); the sample goes into a temporary folder unless --sample-dir is given.
 Results: <out>/<tier>-<date>.json and a Markdown table on stdout.
+
+`--only e2e_day_parallel` (any stages from dbt_incr on) reruns stages on the database a `--keep-db` run kept, with
+its sample (`--sample-dir`): nothing is generated or loaded first. Its results file is <tier>-<date>-only.json.
 """
 
 from __future__ import annotations
@@ -270,15 +276,22 @@ def stage_e2e_day(p: dict) -> dict:
     setup = {**e2e.make_day_new_to_dbt(admin, day),
              **e2e.reset_analytics(admin, home / "sample" / "analytics", day), **e2e.reset_crm(admin, start, end),
              **e2e.acknowledge_history(admin, start)}
-    seconds = e2e.timed_run(env, day)
+    seconds = e2e.timed_run(env, day, parallel=p.get("parallel"))
     phases = e2e.airflow_phases(home / "airflow" / "airflow.db")
     counts = e2e.run_counts(admin, phases)
     del phases["xcom"]
     return {"seconds": seconds, "day": day, **phases, **counts, "setup": setup}
 
 
+def stage_e2e_day_parallel(p: dict) -> dict:
+    """e2e_day with `handoff run --parallel 2`: up to two tasks at once, each in a LocalExecutor worker (2 cores)."""
+    return {**stage_e2e_day({**p, "parallel": 2}), "parallel": 2}
+
+
+RERUNNABLE = ("dbt_incr", "e2e_day", "e2e_day_parallel", "dag_parse", "push")
 STAGES = {"gen": stage_gen, "load": stage_load, "copy": stage_copy, "dlt": stage_dlt, "dbt_full": stage_dbt_full,
-          "dbt_incr": stage_dbt_incr, "e2e_day": stage_e2e_day, "dag_parse": stage_dag_parse, "push": stage_push}
+          "dbt_incr": stage_dbt_incr, "e2e_day": stage_e2e_day, "e2e_day_parallel": stage_e2e_day_parallel,
+          "dag_parse": stage_dag_parse, "push": stage_push}
 
 
 # ---------------------------------------------------------------------------------------------- the driver
@@ -369,33 +382,39 @@ def build_report(tier: str, cfg: dict, runs: list[dict[str, dict]]) -> dict:
 
     rows = {}
     have = lambda stage: all(stage in r for r in runs)  # noqa: E731
-    rows["gen"] = {"what": f"sample {cfg['contacts']:,} x {cfg['days']} ({runs[0]['gen']['events']:,} events)",
-                   "unit": "events/s", **summarize(rate("gen", "events")),
-                   "seconds": summarize(col("gen")), "peak_rss_mib": rss("gen"),
-                   "ratio": summarize([x / README_GEN_RATE for x in rate("gen", "events")]),
-                   "ratio_to": "README rate at 100k x 180 (157,574 events/s)"}
-    ev_rate = lambda a, b: (a["rows"] / a["seconds"]) / (b["rows"] / b["seconds"])  # noqa: E731
-    rows["load"] = {"what": f"analytics loader ({runs[0]['load']['rows']:,} rows, {runs[0]['load']['files']} files)",
-                    "unit": "rows/s", **summarize(rate("load", "rows")), "seconds": summarize(col("load")),
-                    "peak_rss_mib": rss("load"), "ratio": summarize(per_run_ratio("load", "copy", ev_rate)),
-                    "ratio_to": "plain COPY of the same rows (same run)"}
-    rows["copy"] = {"what": "plain COPY, same rows, same table", "unit": "rows/s", **summarize(rate("copy", "rows")),
-                    "seconds": summarize(col("copy")), "peak_rss_mib": rss("copy"), "ratio": None,
-                    "ratio_to": "(the peer)"}
-    if have("dlt"):
-        rows["dlt"] = {"what": "dlt 1.31 postgres (insert_values), same JSONL files", "unit": "rows/s",
-                     **summarize(rate("dlt", "rows")), "seconds": summarize(col("dlt")), "peak_rss_mib": rss("dlt"),
-                     "ratio": summarize(per_run_ratio("dlt", "copy", ev_rate)), "ratio_to": "plain COPY (same run)",
-                     "loader_vs_dlt": summarize(per_run_ratio("load", "dlt", ev_rate))}
-    rows["dbt_full"] = {"what": "dbt build --full-refresh", "unit": "s", **summarize(col("dbt_full")),
-                        "peak_rss_mib": rss("dbt_full"), "ratio": None, "ratio_to": "(the peer)"}
-    rows["dbt_incr"] = {"what": "dbt build, last day (incremental)", "unit": "s", **summarize(col("dbt_incr")),
-                        "peak_rss_mib": rss("dbt_incr"),
-                        "ratio": summarize(per_run_ratio("dbt_incr", "dbt_full",
-                                                         lambda a, b: a["seconds"] / b["seconds"])),
-                        "ratio_to": "full dbt build (same run)"}
-    if have("e2e_day"):
-        rows.update(e2e_rows(runs, col, rss, per_run_ratio))
+    if have("gen"):  # (not in an --only rerun)
+        rows["gen"] = {"what": f"sample {cfg['contacts']:,} x {cfg['days']} ({runs[0]['gen']['events']:,} events)",
+                       "unit": "events/s", **summarize(rate("gen", "events")),
+                       "seconds": summarize(col("gen")), "peak_rss_mib": rss("gen"),
+                       "ratio": summarize([x / README_GEN_RATE for x in rate("gen", "events")]),
+                       "ratio_to": "README rate at 100k x 180 (157,574 events/s)"}
+        ev_rate = lambda a, b: (a["rows"] / a["seconds"]) / (b["rows"] / b["seconds"])  # noqa: E731
+        loaded = runs[0]["load"]
+        rows["load"] = {"what": f"analytics loader ({loaded['rows']:,} rows, {loaded['files']} files)",
+                        "unit": "rows/s", **summarize(rate("load", "rows")), "seconds": summarize(col("load")),
+                        "peak_rss_mib": rss("load"), "ratio": summarize(per_run_ratio("load", "copy", ev_rate)),
+                        "ratio_to": "plain COPY of the same rows (same run)"}
+        rows["copy"] = {"what": "plain COPY, same rows, same table", "unit": "rows/s",
+                        **summarize(rate("copy", "rows")), "seconds": summarize(col("copy")),
+                        "peak_rss_mib": rss("copy"), "ratio": None, "ratio_to": "(the peer)"}
+        if have("dlt"):
+            rows["dlt"] = {"what": "dlt 1.31 postgres (insert_values), same JSONL files", "unit": "rows/s",
+                         **summarize(rate("dlt", "rows")), "seconds": summarize(col("dlt")), "peak_rss_mib": rss("dlt"),
+                         "ratio": summarize(per_run_ratio("dlt", "copy", ev_rate)), "ratio_to": "plain COPY (same run)",
+                         "loader_vs_dlt": summarize(per_run_ratio("load", "dlt", ev_rate))}
+    if have("dbt_full"):
+        rows["dbt_full"] = {"what": "dbt build --full-refresh", "unit": "s", **summarize(col("dbt_full")),
+                            "peak_rss_mib": rss("dbt_full"), "ratio": None, "ratio_to": "(the peer)"}
+    if have("dbt_incr"):
+        rows["dbt_incr"] = {"what": "dbt build, last day (incremental)", "unit": "s", **summarize(col("dbt_incr")),
+                            "peak_rss_mib": rss("dbt_incr"),
+                            "ratio": summarize(per_run_ratio("dbt_incr", "dbt_full",
+                                                             lambda a, b: a["seconds"] / b["seconds"]))
+                            if have("dbt_full") else None,
+                            "ratio_to": "full dbt build (same run)"}
+    for stage in ("e2e_day", "e2e_day_parallel"):
+        if have(stage):
+            rows.update(e2e_rows(stage, runs, col, rss, per_run_ratio))
     if have("dag_parse"):
         rows["dag_parse"] = {"what": f"DAG parse, DagBag per-file ({runs[0]['dag_parse']['tasks']} tasks)", "unit": "s",
                            **summarize(col("dag_parse")), "peak_rss_mib": rss("dag_parse"),
@@ -410,25 +429,26 @@ def build_report(tier: str, cfg: dict, runs: list[dict[str, dict]]) -> dict:
     return rows
 
 
-def e2e_rows(runs: list[dict[str, dict]], col, rss, per_run_ratio) -> dict:
-    """e2e_day's two rows: the whole run vs the 5-minute target, its dbt stage vs dbt_incr's single build."""
-    first = runs[0]["e2e_day"]
+def e2e_rows(stage: str, runs: list[dict[str, dict]], col, rss, per_run_ratio) -> dict:
+    """An e2e stage's two rows: the whole run vs the 5-minute target, its dbt stage vs dbt_incr's single build."""
+    first = runs[0][stage]
+    how = " --parallel 2" if stage == "e2e_day_parallel" else ""
     phase_keys = ("extract_load_s", "extract_load_crm_s", "extract_load_analytics_s", "dbt_source_freshness_s",
                   "dbt_stage_s", "push_sqls_s", "tasks_span_s")
-    phases = {k: summarize(col("e2e_day", k)) for k in phase_keys if all(r["e2e_day"].get(k) is not None
-                                                                         for r in runs)}
+    phases = {k: summarize(col(stage, k)) for k in phase_keys if all(r[stage].get(k) is not None for r in runs)}
     moved = {k: first[k] for k in ("analytics_rows_loaded", "analytics_files_loaded", "crm_rows_loaded",
                                    "push_queued", "push_tasks_created", "sqls_pushed_in_log", "retries")}
     return {
-        "e2e_day": {"what": f"handoff run --date {first['day']} (daily DAG, {first['tasks']} tasks, loaded history)",
-                    "unit": "s", **summarize(col("e2e_day")), "peak_rss_mib": rss("e2e_day"),
-                    "ratio": summarize([x / E2E_TARGET_S for x in col("e2e_day")]),
-                    "ratio_to": f"{E2E_TARGET_S:g} s target", "phases": phases, "moved": moved},
-        "e2e_day_dbt": {"what": f"e2e_day's dbt stage ({first['dbt_tasks']} dbt tasks, first start to last end)",
-                        "unit": "s", **summarize(col("e2e_day", "dbt_stage_s")), "peak_rss_mib": rss("e2e_day"),
-                        "ratio": summarize(per_run_ratio("e2e_day", "dbt_incr",
-                                                         lambda a, b: a["dbt_stage_s"] / b["seconds"])),
-                        "ratio_to": f"dbt_incr's one dbt build, same run (target <= {E2E_DBT_TARGET_RATIO:g})"},
+        stage: {"what": f"handoff run --date {first['day']}{how} (daily DAG, {first['tasks']} tasks, loaded history)",
+                "unit": "s", **summarize(col(stage)), "peak_rss_mib": rss(stage),
+                "ratio": summarize([x / E2E_TARGET_S for x in col(stage)]),
+                "ratio_to": f"{E2E_TARGET_S:g} s target", "phases": phases, "moved": moved},
+        f"{stage}_dbt": {"what": f"{stage}'s dbt stage ({first['dbt_tasks']} dbt tasks, first start to last end)",
+                         "unit": "s", **summarize(col(stage, "dbt_stage_s")), "peak_rss_mib": rss(stage),
+                         "ratio": (summarize(per_run_ratio(stage, "dbt_incr",
+                                                           lambda a, b: a["dbt_stage_s"] / b["seconds"]))
+                                   if all("dbt_incr" in r for r in runs) else None),
+                         "ratio_to": f"dbt_incr's one dbt build, same run (target <= {E2E_DBT_TARGET_RATIO:g})"},
     }
 
 
@@ -448,14 +468,16 @@ def markdown(tier: str, rows: dict, info: dict, n_runs: int) -> str:
     if "dlt" in rows:
         lvd = rows["dlt"]["loader_vs_dlt"]
         out += ["", f"loader vs dlt: {lvd['median']:.2f}x dlt's rows/s (min {lvd['min']:.2f}, max {lvd['max']:.2f})."]
-    if "e2e_day" in rows:
-        ph, mv = rows["e2e_day"]["phases"], rows["e2e_day"]["moved"]
+    for stage in ("e2e_day", "e2e_day_parallel"):
+        if stage not in rows:
+            continue
+        ph, mv = rows[stage]["phases"], rows[stage]["moved"]
         n = lambda x: f"{x:,}" if isinstance(x, int) else "?"  # noqa: E731 - a task's XCom may be missing
         names = {"extract_load_s": "extract/load", "dbt_source_freshness_s": "dbt source freshness",
                  "dbt_stage_s": "dbt stage", "push_sqls_s": "push_sqls",
                  "tasks_span_s": "first task start to last task end"}
         parts = ", ".join(f"{label} {ph[k]['median']:.1f} s" for k, label in names.items() if k in ph)
-        out += ["", f"e2e_day phases (median): {parts}. The run loaded {n(mv['analytics_rows_loaded'])} event rows "
+        out += ["", f"{stage} phases (median): {parts}. The run loaded {n(mv['analytics_rows_loaded'])} event rows "
                 f"({n(mv['analytics_files_loaded'])} files) and {n(mv['crm_rows_loaded'])} CRM rows, pushed "
                 f"{n(mv['push_tasks_created'])} of {n(mv['push_queued'])} queued SQLs (push log: "
                 f"{n(mv['sqls_pushed_in_log'])}); retries {mv['retries']}."]
@@ -470,7 +492,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--sample-dir", help="generate the sample here (kept) instead of a temporary folder")
     ap.add_argument("--keep-db", action="store_true", help=f"keep the scratch database {DB} afterwards")
-    ap.add_argument("--skip", default="", help="comma-separated stages to leave out: dlt, push, dag_parse, e2e_day")
+    ap.add_argument("--skip", default="",
+                    help="comma-separated stages to leave out: dlt, push, dag_parse, e2e_day, e2e_day_parallel")
+    ap.add_argument("--only", default="",
+                    help="comma-separated stages (dbt_incr and later) to rerun on the database a --keep-db run kept")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
     ap.add_argument("--params", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -482,6 +507,9 @@ def main() -> None:
     cfg = TIERS[args.tier]
     n_runs = args.runs or cfg["runs"]
     skip = {s for s in args.skip.split(",") if s}
+    only = [s for s in args.only.split(",") if s]
+    if only and (set(only) - set(RERUNNABLE) or not args.sample_dir):
+        ap.error(f"--only takes stages of {', '.join(RERUNNABLE)}, and needs the kept run's --sample-dir")
     started = datetime.now(UTC)
     t_all = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix=f"handoff_bench_{args.tier}_"))
@@ -492,8 +520,15 @@ def main() -> None:
     say = lambda msg: print(f"[{time.perf_counter() - t_all:7.1f}s] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     runs: list[dict[str, dict]] = [{} for _ in range(n_runs)]
     try:
-        prepare_db(sample)
         info = machine_info()
+        if only:
+            for i in range(n_runs):
+                for stage in only:
+                    say(f"run {i + 1}/{n_runs}: {stage} (on the kept {DB})")
+                    runs[i][stage] = run_stage(stage, params, work)
+            return finish(args, started=started, t_all=t_all, cfg=cfg, info=info, crm_counts={}, runs=runs,
+                          n_runs=n_runs, suffix="-only")
+        prepare_db(sample)
         for i in range(n_runs):
             say(f"run {i + 1}/{n_runs}: gen")
             runs[i]["gen"] = run_stage("gen", params, work)
@@ -511,23 +546,24 @@ def main() -> None:
                 say(f"run {i + 1}/{n_runs}: {stage}")
                 runs[i][stage] = run_stage(stage, params, work)
         # the marts are built on the whole history: the daily DAG for the last day, on top of it
-        if "e2e_day" not in skip:
-            for i in range(n_runs):
-                say(f"run {i + 1}/{n_runs}: e2e_day")
-                runs[i]["e2e_day"] = run_stage("e2e_day", params, work)
-        for stage in ("dag_parse", "push"):
+        for stage in ("e2e_day", "e2e_day_parallel", "dag_parse", "push"):
             if stage in skip:
                 continue
             for i in range(n_runs):
                 say(f"run {i + 1}/{n_runs}: {stage}")
                 runs[i][stage] = run_stage(stage, params, work)
     finally:
-        if not args.keep_db:
+        if not args.keep_db and not only:
             try:
                 drop_db()
             except Exception as exc:  # noqa: BLE001 - reporting matters more than the cleanup
                 print(f"could not drop {DB}: {exc}", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
+    finish(args, started=started, t_all=t_all, cfg=cfg, info=info, crm_counts=crm_counts, runs=runs, n_runs=n_runs)
+
+
+def finish(args, *, started, t_all, cfg, info, crm_counts, runs, n_runs, suffix="") -> None:
+    """Write <out>/<tier>-<date><suffix>.json and print the Markdown table."""
     rows = build_report(args.tier, cfg, runs)
     total = time.perf_counter() - t_all
     result = {"tier": args.tier, "started_at": started.isoformat(), "total_seconds": total, "runs": n_runs,
@@ -535,7 +571,7 @@ def main() -> None:
               "crm_rows_filled": crm_counts, "summary": rows, "raw_runs": runs}
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{args.tier}-{started.date().isoformat()}.json"
+    path = out_dir / f"{args.tier}-{started.date().isoformat()}{suffix}.json"
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(markdown(args.tier, rows, info, n_runs))
     print(f"\ntotal {total:.0f} s; results: {path}")

@@ -90,7 +90,8 @@
 {%- endmacro %}
 
 {#- int_events_attributed's pre-hook: the change tables exist; on an incremental run, the events to recompute
-    (pg_temp.handoff_attribution_dirty, which the model reads) and the visitor keys they had before. -#}
+    (pg_temp.handoff_attribution_dirty, which the model reads) leave the table, and the visitor keys they had go to
+    the log (one pass: the model then appends their new rows). -#}
 {% macro attribution_changes_prepare() -%}
     {%- set events = ref('stg_analytics__events') -%}
     {%- set log = visitor_changes_log(this) -%}
@@ -114,16 +115,19 @@
         select event_id from {{ events }}
         where exists (select 1 from handoff_attribution_changed where kind = 'definition');
     analyze handoff_attribution_dirty;
-    {{ _log_dirty_visitors(log) }};
+    with gone as (
+        delete from {{ this }} where event_id in (select event_id from handoff_attribution_dirty)
+        returning visitor_key, event_at
+    )
+    {{ _log_visitors(log, 'gone') }};
     {%- endif %}
 {%- endmacro %}
 
-{#- The visitor keys the recomputed events have in this table (before the run's rows replace them, or after), with
-    the earliest event_at of each. -#}
-{% macro _log_dirty_visitors(log) -%}
+{#- Log the visitor keys of `rows` (visitor_key, event_at), each with its earliest event_at. -#}
+{% macro _log_visitors(log, rows) -%}
     insert into {{ log }} (changed_at, visitor_key, changed_from)
-        select now(), visitor_key, min(event_at) from {{ this }}
-        where event_id in (select event_id from handoff_attribution_dirty) and visitor_key is not null
+        select now(), visitor_key, min(event_at) from {{ rows }}
+        where visitor_key is not null
         group by visitor_key
 {%- endmacro %}
 
@@ -134,7 +138,9 @@
     {%- set watermarks = visitor_watermarks(this) -%}
     {{ applied_inputs_record('handoff_attribution', attribution_inputs()) }};
     {%- if is_incremental() %}
-    {{ _log_dirty_visitors(log) }};
+    -- the recomputed events' rows: the ones this transaction wrote (read through the _written_at index)
+    {{ _log_visitors(log, '(select visitor_key, event_at from ' ~ this ~ ' where _written_at = transaction_timestamp())'
+                           ~ ' as written') }};
     {%- else %}
     insert into {{ log }} (changed_at, visitor_key) values (now(), '*');
     {%- endif %}

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from datetime import UTC, date, datetime, timedelta
 
 from handoff import airflow_env, settings
@@ -46,8 +50,17 @@ def interval_for(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def run_day(day: date, *, conf: dict | None = None, log=print, verbose: bool = False) -> dict[str, str]:
-    """Run ``handoff_daily`` for the UTC day ``day``; returns {task_id: state}; raises RunFailed on failure."""
+def run_day(day: date, *, conf: dict | None = None, log=print, verbose: bool = False,
+            parallel: int | None = None) -> dict[str, str]:
+    """Run ``handoff_daily`` for the UTC day ``day``; returns {task_id: state}; raises RunFailed on failure.
+
+    By default the tasks run one at a time in this process (``airflow dags test``). With ``parallel=N`` they go to
+    Airflow's LocalExecutor, up to N at once, each in its own worker process as under a scheduler: for that run
+    this process starts Airflow's execution API server (the tasks report to it) on a free loopback port.
+    """
+    if parallel:
+        os.environ.update({"AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": str(parallel),
+                           "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(parallel)})
     airflow_env.apply()
     ensure_metadata_db(log)
     ensure_dbt_manifest(log)
@@ -61,18 +74,64 @@ def run_day(day: date, *, conf: dict | None = None, log=print, verbose: bool = F
     # CronDataIntervalTimetable: a manual run at D+1 00:00 covers the whole day D = [D, D+1).
     log(f"running {DAG_ID} for {day.isoformat()} (data interval {day.isoformat()}T00:00Z → {end.date()}T00:00Z)")
     logfile = settings.paths().airflow_home / "logs" / f"handoff_run_{day.isoformat()}.log"
-    if verbose:
-        dagrun = dag.test(logical_date=end, run_conf=conf or {})
-    else:
-        log(f"task output (Airflow, dbt) goes to {logfile}")
-        with _output_to(logfile):
-            dagrun = dag.test(logical_date=end, run_conf=conf or {})
+    api = _execution_api(logfile.parent / "execution_api.log", log) if parallel else contextlib.nullcontext()
+    with api:
+        if verbose:
+            dagrun = dag.test(logical_date=end, run_conf=conf or {}, use_executor=bool(parallel))
+        else:
+            log(f"task output (Airflow, dbt) goes to {logfile}")
+            with _output_to(logfile):
+                dagrun = dag.test(logical_date=end, run_conf=conf or {}, use_executor=bool(parallel))
     states = _task_states(dagrun)
     if str(getattr(dagrun, "state", "")) != "success":
         failed = sorted(t for t, s in states.items() if s not in {"success", "skipped"})
         tail = "" if verbose else "\n--- last lines of " + str(logfile) + " ---\n" + _tail(logfile)
         raise RunFailed(f"{DAG_ID} run for {day.isoformat()} ended {dagrun.state}; not successful: {failed}{tail}")
     return states
+
+
+@contextlib.contextmanager
+def _execution_api(logfile, log, timeout: float = 90.0):
+    """Airflow's execution API server (``airflow api-server --apps execution``) on a free loopback port, for the
+    LocalExecutor's workers, while the block runs. The JWT secret that signs the workers' tokens is the
+    environment's (AIRFLOW__API_AUTH__JWT_SECRET) or a new random one; it stays in the environment, never logged."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/execution/"
+    os.environ["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = url
+    os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(64))
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    log(f"starting Airflow's execution API on 127.0.0.1:{port} for the LocalExecutor (log: {logfile})")
+    with open(logfile, "ab") as out:
+        server = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port",
+                                   str(port), "--apps", "execution", "--workers", "1"],
+                                  stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + timeout
+        while not _healthy(url + "health"):
+            if server.poll() is not None:
+                raise RunFailed(f"Airflow's execution API server exited {server.returncode}:\n{_tail(logfile)}")
+            if time.monotonic() > deadline:
+                raise RunFailed(f"Airflow's execution API server did not answer in {timeout:.0f} s:\n"
+                                f"{_tail(logfile)}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback server
+            return response.status == 200
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

@@ -92,6 +92,12 @@ def parse_day(value: str) -> date:
     return day
 
 
+def parse_slots(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of tasks at once (1 or more)")
+    return int(value)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from handoff import airflow_run, local_services  # noqa: PLC0415
 
@@ -99,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with local_services.crm_for_run(log=log):
         try:
             states = airflow_run.run_day(args.date, conf={"push_dry_run": args.push_dry_run}, log=log,
-                                         verbose=args.verbose)
+                                         verbose=args.verbose, parallel=args.parallel)
         except airflow_run.RunFailed as exc:
             raise CliError(str(exc)) from None
     ok = sum(1 for s in states.values() if s == "success")
@@ -175,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", required=True, type=parse_day, help="the day to process, YYYY-MM-DD (UTC)")
     p.add_argument("--push-dry-run", action="store_true", help="preview the CRM push instead of sending it")
     p.add_argument("--verbose", action="store_true", help="stream Airflow's and dbt's output instead of logging it")
+    p.add_argument("--parallel", type=parse_slots, metavar="N",
+                   help="run up to N tasks at once through Airflow's LocalExecutor, as a scheduler would (default: "
+                        "one at a time, in-process)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("push", help="push new SQLs from marts.sql_handoff_queue to the CRM")

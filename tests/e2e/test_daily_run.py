@@ -1,6 +1,7 @@
 """End to end, as a new user would: a fresh HANDOFF_HOME with its own PostgreSQL cluster, a small sample, and the
-daily DAG run through Airflow (extract/load → dbt → push to the CRM sandbox). Then the same day again: nothing
-new loaded, the marts unchanged to the byte, nothing new sent to the CRM."""
+daily DAG run through Airflow (extract/load → dbt → push to the CRM sandbox). Then the same day again, its tasks
+two at a time through Airflow's LocalExecutor: nothing new loaded, the marts unchanged to the byte, nothing new
+sent to the CRM."""
 
 from __future__ import annotations
 
@@ -102,9 +103,13 @@ def test_a_day_runs_end_to_end_and_rerunning_it_changes_nothing(home):
     assert sqls > 0 and pushed > 0
     hashes = _mart_hashes(conninfo)
     raw_before = _raw_counts(conninfo)
+    assert _overlapping(_task_spans(home)) == []  # in-process: one task at a time
 
-    second = run("run", "--date", END.isoformat())
+    # again, as a scheduler would run it: tasks in LocalExecutor workers, two at a time
+    second = run("run", "--date", END.isoformat(), "--parallel", "2")
     assert "succeeded" in second.stderr
+    # the two extract/load tasks have no dependency between them: with two worker slots, they overlap
+    assert ("extract_load_analytics", "extract_load_crm") in _overlapping(_task_spans(home))
     assert _raw_counts(conninfo)["raw.analytics_events"] == raw_before["raw.analytics_events"]
     with psycopg.connect(conninfo) as conn:
         pushed_again = conn.execute("select count(distinct dedupe_key) from ops.crm_push_log"
@@ -139,6 +144,23 @@ def _assert_no_secret_leaked(home: Path) -> None:
     logs = list((home / "airflow" / "logs").rglob("*.log"))
     assert logs and (home / "airflow" / "airflow.db").exists() and scanned > len(logs)
     assert any(b"sql_handoff_queue" in p.read_bytes() for p in logs)  # the logs we scanned are the run's
+
+
+def _task_spans(home: Path) -> dict[str, tuple[str, str]]:
+    """The latest handoff_daily run's {task_id: (start, end)} (Airflow's metadata DB; a rerun of a day replaces the
+    day's run)."""
+    with sqlite3.connect(home / "airflow" / "airflow.db") as db:
+        return {t: (s, e) for t, s, e in db.execute(
+            "select task_id, start_date, end_date from task_instance where dag_id = 'handoff_daily' and run_id ="
+            " (select run_id from dag_run where dag_id = 'handoff_daily' order by id desc limit 1)"
+            " and start_date is not null")}
+
+
+def _overlapping(spans: dict[str, tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pairs of tasks that ran at the same time (sorted names)."""
+    names = sorted(spans)
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+            if spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]]
 
 
 def _raw_counts(conninfo: str) -> dict[str, int]:

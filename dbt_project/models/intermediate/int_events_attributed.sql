@@ -1,7 +1,6 @@
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
-    unique_key='event_id',
+    incremental_strategy='append',
     unlogged=false,
     on_schema_change='fail',
     indexes=[{'columns': ['event_id'], 'unique': true}, {'columns': ['visitor_key', 'event_at']},
@@ -13,8 +12,9 @@
 -- the behaviour feature it counts for (event names map through the definition's event map, never code).
 -- Incremental (macros/visitor_changes.sql): a run recomputes the events of new load batches, of devices whose
 -- identity changed and of userIds whose contact appeared or went (all of them when the catalog or event map
--- changed), and logs the visitors whose events changed for sessions, facts and touchpoints. Logged, not unlogged:
--- the table carries state from run to run.
+-- changed): its pre-hook deletes their rows, the run appends them anew, and the visitors whose events changed
+-- (before and after) go to the log for sessions, facts and touchpoints. Logged, not unlogged: the table carries
+-- state from run to run.
 with
 
 events as (

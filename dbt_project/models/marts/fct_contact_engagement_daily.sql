@@ -3,9 +3,12 @@
     incremental_strategy='delete+insert',
     unique_key=['contact_id', 'activity_date'],
     on_schema_change='fail',
-    indexes=[{'columns': ['contact_id', 'activity_date'], 'unique': true}, {'columns': ['activity_date']}],
+    indexes=[{'columns': ['activity_date', 'contact_id'], 'unique': true}],
     pre_hook=["{{ jit_off_for_daily_runs() }}", "{{ fix_recompute_start('activity_date') }}"],
 ) }}
+-- The unique index leads with the day (as the dense daily tables' do, macros/incremental.sql): a daily run's rows
+-- go to the right edge of the btree, not into every active contact's leaf pages. Led by contact_id, inserting one
+-- day's 51,288 rows at 100,000 contacts took 48.7 s, cold, right after a full build (bench/results, tier M).
 
 with
 

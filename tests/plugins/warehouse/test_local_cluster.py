@@ -110,13 +110,15 @@ def test_bad_warehouse_url_exits_non_zero_with_a_message(url, message, wh_target
     assert message in res.stderr
 
 
-@pytest.mark.parametrize("value, message", [
-    ("2026-02-30", "is not a date in the form YYYY-MM-DD"),
-    ("24/11/2026", "is not a date in the form YYYY-MM-DD"),
-    ("2999-01-01", "has not ended yet"),
+@pytest.mark.parametrize("args, message", [
+    (["--date", "2026-02-30"], "is not a date in the form YYYY-MM-DD"),
+    (["--date", "24/11/2026"], "is not a date in the form YYYY-MM-DD"),
+    (["--date", "2999-01-01"], "has not ended yet"),
+    (["--date", "2026-11-01", "--parallel", "0"], "'0' is not a number of tasks at once (1 or more)"),
+    (["--date", "2026-11-01", "--parallel", "-2"], "'-2' is not a number of tasks at once (1 or more)"),
 ])
-def test_run_rejects_bad_dates(value, message):
-    res = subprocess.run([sys.executable, "-m", "handoff.cli", "run", "--date", value], capture_output=True,
+def test_run_rejects_bad_arguments(args, message):
+    res = subprocess.run([sys.executable, "-m", "handoff.cli", "run", *args], capture_output=True,
                          text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "plugins")})
     assert res.returncode == 2
     assert message in res.stderr
