@@ -314,14 +314,22 @@ def run_stage(name: str, params: dict, log_dir: Path) -> dict:
     return result
 
 
+def warehouse_up():
+    """The warehouse target, its local cluster started if it is the local one."""
+    from handoff import warehouse  # noqa: PLC0415
+
+    base = warehouse.target()
+    if base.local:
+        warehouse.LocalCluster().up(log=lambda *_: None)
+    return base
+
+
 def prepare_db(sample: Path) -> None:
     import psycopg  # noqa: PLC0415
     from handoff import warehouse  # noqa: PLC0415
     from psycopg import sql  # noqa: PLC0415
 
-    base = warehouse.target()
-    if base.local:
-        warehouse.LocalCluster().up(log=lambda *_: None)
+    base = warehouse_up()
     tgt = dataclasses.replace(base, dbname=DB)
     with psycopg.connect(base.conninfo("admin", dbname="postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(DB)))
@@ -520,6 +528,7 @@ def main() -> None:
     say = lambda msg: print(f"[{time.perf_counter() - t_all:7.1f}s] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     runs: list[dict[str, dict]] = [{} for _ in range(n_runs)]
     try:
+        warehouse_up()  # machine_info asks the server its version
         info = machine_info()
         if only:
             for i in range(n_runs):
