@@ -86,7 +86,7 @@ def _version_key(name: str) -> tuple[int, ...]:
 
 
 def server_settings(binaries: Binaries) -> dict[str, str]:
-    """The local warehouse's server settings, given at every start (so a cluster made by an older handoff gets them).
+    """The local warehouse's server settings, written at every start (so a cluster made by an older handoff gets them).
 
     A warehouse for batch loads on a small machine: fast bulk writes; durability of single commits matters less than
     throughput here (a crash loses at most the last ms of commits, never consistency). Full-page images in the WAL
@@ -174,10 +174,10 @@ class LocalCluster:
         binaries = find_binaries()
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(binaries, log)
+        self._write_settings(binaries)
         self._prepare_ownership()
         log(f"starting PostgreSQL ({binaries.origin} binaries, {binaries.bindir}) on port {self.port}")
-        settings = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(self.root),
-                    **server_settings(binaries)}
+        settings = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(self.root)}
         opts = f"-p {self.port} " + " ".join(f"-c {name}={shlex.quote(value)}" for name, value in settings.items())
         res = self._cmd(
             [binaries.tool("pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.pgdata), "-l", str(self.logfile),
@@ -189,6 +189,20 @@ class LocalCluster:
                                  f"\n--- {self.logfile} (last lines) ---\n{tail}")
         self._wait_ready()
         return True
+
+    def _write_settings(self, binaries: Binaries) -> None:
+        """server_settings into pgdata/handoff.conf at every start, included at the end of postgresql.conf (once):
+        they replace what an older handoff appended there, and ALTER SYSTEM (postgresql.auto.conf, read last)
+        still overrides them."""
+        lines = [f"{name} = '{value}'\n" for name, value in server_settings(binaries).items()]
+        (self.pgdata / "handoff.conf").write_text(
+            "# written by handoff at every start (warehouse/local.py, server_settings); ALTER SYSTEM overrides\n"
+            + "".join(lines))
+        main = self.pgdata / "postgresql.conf"
+        include = "include_if_exists = 'handoff.conf'"
+        if include not in main.read_text():
+            with main.open("a") as conf:
+                conf.write(f"\n# handoff local warehouse\n{include}\n")
 
     def down(self, log=print) -> bool:
         if not self.is_running():
