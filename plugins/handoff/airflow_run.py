@@ -100,6 +100,9 @@ def _execution_api(logfile, log, timeout: float = 90.0):
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/execution/"
     os.environ["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = url
+    for var in ("NO_PROXY", "no_proxy"):  # the workers and the health check reach it directly, whatever proxy is set
+        hosts = [h for h in os.environ.get(var, "").split(",") if h]
+        os.environ[var] = ",".join([*hosts, "127.0.0.1"] if "127.0.0.1" not in hosts else hosts)
     os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(64))
     logfile.parent.mkdir(parents=True, exist_ok=True)
     log(f"starting Airflow's execution API on 127.0.0.1:{port} for the LocalExecutor (log: {logfile})")
