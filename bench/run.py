@@ -440,7 +440,7 @@ def build_report(tier: str, cfg: dict, runs: list[dict[str, dict]]) -> dict:
 def e2e_rows(stage: str, runs: list[dict[str, dict]], col, rss, per_run_ratio) -> dict:
     """An e2e stage's two rows: the whole run vs the 5-minute target, its dbt stage vs dbt_incr's single build."""
     first = runs[0][stage]
-    how = " --parallel 2" if stage == "e2e_day_parallel" else ""
+    how = f" --parallel {first['parallel']}" if first.get("parallel") else ""
     phase_keys = ("extract_load_s", "extract_load_crm_s", "extract_load_analytics_s", "dbt_source_freshness_s",
                   "dbt_stage_s", "push_sqls_s", "tasks_span_s")
     phases = {k: summarize(col(stage, k)) for k in phase_keys if all(r[stage].get(k) is not None for r in runs)}

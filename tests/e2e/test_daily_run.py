@@ -146,14 +146,18 @@ def _assert_no_secret_leaked(home: Path) -> None:
     assert any(b"sql_handoff_queue" in p.read_bytes() for p in logs)  # the logs we scanned are the run's
 
 
-def _task_spans(home: Path) -> dict[str, tuple[str, str]]:
-    """The latest handoff_daily run's {task_id: (start, end)} (Airflow's metadata DB; a rerun of a day replaces the
-    day's run)."""
+def _latest_run_tasks(home: Path, columns: str) -> list[tuple]:
+    """(task_id, *columns) of each task instance of the latest handoff_daily run (Airflow's metadata DB; a rerun of
+    a day replaces the day's run)."""
     with sqlite3.connect(home / "airflow" / "airflow.db") as db:
-        return {t: (s, e) for t, s, e in db.execute(
-            "select task_id, start_date, end_date from task_instance where dag_id = 'handoff_daily' and run_id ="
-            " (select run_id from dag_run where dag_id = 'handoff_daily' order by id desc limit 1)"
-            " and start_date is not null")}
+        return db.execute(
+            f"select task_id, {columns} from task_instance where dag_id = 'handoff_daily' and run_id ="
+            " (select run_id from dag_run where dag_id = 'handoff_daily' order by id desc limit 1)").fetchall()
+
+
+def _task_spans(home: Path) -> dict[str, tuple[str, str]]:
+    """The latest run's {task_id: (start, end)} of the tasks that started."""
+    return {t: (s, e) for t, s, e in _latest_run_tasks(home, "start_date, end_date") if s is not None}
 
 
 def _overlapping(spans: dict[str, tuple[str, str]]) -> list[tuple[str, str]]:
@@ -190,10 +194,7 @@ def test_a_failing_dbt_test_stops_everything_downstream_the_push_included(home):
         with psycopg.connect(conninfo) as conn:
             conn.execute("delete from raw.analytics_events where message_id = 'not-in-the-spec-1'")
     assert failed.returncode != 0
-    with sqlite3.connect(home / "airflow" / "airflow.db") as db:
-        states = dict(db.execute(
-            "select task_id, state from task_instance where run_id = (select run_id from dag_run"
-            " where dag_id = 'handoff_daily' order by id desc limit 1)").fetchall())
+    states = {task: state for task, state in _latest_run_tasks(home, "state")}
     # the failing test is a staging one: the staging task fails, and no model task after it runs
     assert states["dbt_staging"] == "failed"
     models = [t for t in states if t.startswith("dbt_build.")]
