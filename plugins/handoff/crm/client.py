@@ -34,6 +34,7 @@ SEARCH_RESULT_CAP = 10_000  # HubSpot's search returns at most this many results
 SEARCH_PAGE = 200
 LIST_PAGE = 100
 LIST_PAGE_WITH_HISTORY = 50
+ASSOCIATIONS_BATCH_MAX = 1000  # ids per associations batch/read (HubSpot's limit since 2025-02)
 BATCH_MAX = 100
 LASTMODIFIED = {"contacts": "lastmodifieddate"}  # others: hs_lastmodifieddate
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
@@ -223,12 +224,18 @@ class CrmClient:
         Window: ``updated_since < updatedAt <= updated_before`` (either bound optional; archived records are
         windowed on ``archivedAt``, falling back to ``updatedAt``). Routes:
         - ``owners``: ``GET /crm/v3/owners`` (filtered client-side);
-        - archived, a first full sync (no ``updated_since``), or when ``associations`` are asked for (search
-          results carry none): the list endpoint, filtered client-side on the window;
+        - archived, or a first full sync (no ``updated_since``): the list endpoint, filtered client-side on the
+          window;
         - otherwise the search endpoint on the last-modified property, ascending, with the window split in
           halves while a query matches more than 10,000 records; when ``properties_with_history`` is asked for,
           each page's ids are re-read with ``batch/read`` (search results carry no history) and those objects
-          are yielded instead.
+          are yielded instead; when ``associations`` are asked for, each page's are read with the associations
+          ``batch/read`` (one request per associated type and page) in the list endpoint's shape. A daily window
+          of calls at 100,000 contacts is a few pages, where the list endpoint read all 25,000 calls, 100 a
+          request, against the rate limit.
+        Either route returns an association as of the read, for the records whose window it is: HubSpot does
+        not move a record's last-modified date when only its associations change, so a later association
+        change reaches the warehouse with the record's next change (or a full sync), on both routes.
         An object may be yielded twice when it changes while we page; loaders dedupe downstream.
         """
         properties = list(properties)
@@ -238,11 +245,12 @@ class CrmClient:
         hi = _ms(updated_before) if updated_before is not None else None
         if object_type == "owners":
             yield from self._windowed(self._list_owners(archived), lo, hi, archived)
-        elif archived or lo is None or assoc:
+        elif archived or lo is None:
             yield from self._windowed(self._list(object_type, properties, history, assoc, archived), lo, hi, archived)
         else:
-            yield from self._search_window(object_type, properties, history, lo + 1,
-                                           (hi if hi is not None else _ms(datetime.now(UTC))) + 1)
+            yield from self._search_window(object_type, properties, lo + 1,
+                                           (hi if hi is not None else _ms(datetime.now(UTC))) + 1,
+                                           history=history, assoc=assoc)
 
     @staticmethod
     def _windowed(objects: Iterator[dict[str, Any]], lo: int | None, hi: int | None,
@@ -295,8 +303,8 @@ class CrmClient:
             body["after"] = after
         return self._json("POST", f"/crm/v3/objects/{object_type}/search", json=body)
 
-    def _search_window(self, object_type: str, properties: list[str], history: list[str], lo_ms: int,
-                       hi_ms: int) -> Iterator[dict[str, Any]]:
+    def _search_window(self, object_type: str, properties: list[str], lo_ms: int, hi_ms: int, *,
+                       history: list[str], assoc: list[str]) -> Iterator[dict[str, Any]]:
         """Every record in [lo_ms, hi_ms): halves the window while it matches more than the search cap."""
         stack = [(lo_ms, hi_ms)]
         while stack:
@@ -316,14 +324,43 @@ class CrmClient:
             while True:
                 results = page.get("results") or []
                 if history and results:
-                    yield from self.batch_read(object_type, [r.get("id") for r in results], properties,
-                                               properties_with_history=history)
-                else:
-                    yield from results
+                    results = self.batch_read(object_type, [r.get("id") for r in results], properties,
+                                              properties_with_history=history)
+                if assoc and results:
+                    self._attach_associations(object_type, results, assoc)
+                yield from results
                 after = ((page.get("paging") or {}).get("next") or {}).get("after")
                 if not after:
                     break
                 page = self.search_page(object_type, properties, lo, hi, after=after)
+
+    def _attach_associations(self, object_type: str, objects: list[dict[str, Any]], to_types: list[str]) -> None:
+        """Gives each object the ``associations`` the list endpoint would: ``{to_type: {"results": [...]}}`` for
+        the types it has any of."""
+        ids = [str(obj.get("id")) for obj in objects if obj.get("id") is not None]
+        for to_type in to_types:
+            linked = self.read_associations(object_type, to_type, ids)
+            for obj in objects:
+                if items := linked.get(str(obj.get("id"))):
+                    obj.setdefault("associations", {})[to_type] = {"results": items}
+
+    def read_associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """``POST /crm/v3/associations/{from}/{to}/batch/read`` in chunks of 1,000: each id's associated records
+        (``{"id", "type"}``); an id with none is absent (HubSpot answers it with a NO_ASSOCIATIONS_FOUND error).
+        Any other error is logged, as in ``batch_read``."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for i in range(0, len(ids), ASSOCIATIONS_BATCH_MAX):
+            body = {"inputs": [{"id": str(x)} for x in ids[i:i + ASSOCIATIONS_BATCH_MAX]]}
+            data = self._json("POST", f"/crm/v3/associations/{from_type}/{to_type}/batch/read", json=body)
+            for result in data.get("results") or []:
+                out.setdefault(str((result.get("from") or {}).get("id")), []).extend(result.get("to") or [])
+                if (result.get("paging") or {}).get("next"):
+                    log.warning("%s %s -> %s: more associations than one page; the first page is kept",
+                                from_type, (result.get("from") or {}).get("id"), to_type)
+            for err in data.get("errors") or []:
+                if "NO_ASSOCIATIONS_FOUND" not in str(err.get("subCategory") or ""):
+                    log.warning("%s -> %s associations batch/read: %s", from_type, to_type, err.get("message"))
+        return out
 
     def batch_read(self, object_type: str, ids: list[str], properties: list[str], *,
                    properties_with_history: list[str] | None = None, archived: bool = False) -> list[dict[str, Any]]:

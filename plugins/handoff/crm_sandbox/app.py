@@ -37,6 +37,7 @@ from .store import Record, Store
 MAX_LIST_LIMIT = 100
 MAX_LIST_LIMIT_WITH_HISTORY = 50
 MAX_BATCH_INPUTS = 100
+MAX_ASSOCIATION_INPUTS = 1000  # associations batch/read, since 2025-02 (HubSpot developer changelog)
 MAX_OWNERS_LIMIT = 500
 INTEGRATION_SOURCE = "INTEGRATION"
 
@@ -45,6 +46,7 @@ _SEARCH = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/search/?$")
 _BATCH = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/batch/(?P<op>read|update|create|archive)/?$")
 _OBJECT = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/(?P<id>[^/]+)/?$")
 _OWNERS = re.compile(r"^/crm/v3/owners/?$")
+_ASSOCIATIONS = re.compile(r"^/crm/v3/associations/(?P<from_type>[^/]+)/(?P<to_type>[^/]+)/batch/read/?$")
 _OWNER = re.compile(r"^/crm/v3/owners/(?P<id>[^/]+)/?$")
 
 
@@ -251,6 +253,9 @@ class SandboxApp:
             if op == "create":
                 return self.batch_create(object_type, payload, decision)
             return self.batch_archive(object_type, payload)
+        if m := _ASSOCIATIONS.match(path):
+            self._allow(method, "POST")
+            return self.read_associations(self._type(m["from_type"]), self._type(m["to_type"]), self._body(body))
         if m := _OBJECTS.match(path):
             object_type = self._type(m["type"])
             if method == "GET":
@@ -444,17 +449,38 @@ class SandboxApp:
         errors = [self._not_found(object_type, missing)] if missing else []
         return self._batch_response(results, errors, started, success_status=200)
 
+    def read_associations(self, from_type: str, to_type: str, body: Any) -> Response:
+        """``POST /crm/v3/associations/{from}/{to}/batch/read``: each input's live associated records with the
+        association type (``deal_to_contact``), the shape the list endpoint's ``associations`` carry. An input with
+        none is a 207 error, ``NO_ASSOCIATIONS_FOUND``, as HubSpot answers it."""
+        inputs = self._inputs(body, MAX_ASSOCIATION_INPUTS)
+        started = self.now_ms()
+        keys = list(dict.fromkeys(str((item or {}).get("id", "")) for item in inputs))
+        ids = [int(k) for k in keys if k.isdigit()]
+        with self.store.read() as conn:
+            linked = self.store.associations(conn, from_type, ids, [to_type])
+        results, errors = [], []
+        for key in keys:
+            items = linked.get(int(key), {}).get(to_type) if key.isdigit() else None
+            if items:
+                results.append({"from": {"id": key}, "to": [{"id": str(i), "type": label} for i, label in items]})
+            else:
+                error = _row_error("OBJECT_NOT_FOUND", f"No {to_type} is associated with {from_type} {key}.",
+                                   {"fromObjectId": [key]})
+                errors.append({**error, "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND"})
+        return self._batch_response(results, errors, started, success_status=200)
+
     # ------------------------------------------------------------------ writes
 
     @staticmethod
-    def _inputs(body: Any) -> list[Any]:
+    def _inputs(body: Any, maximum: int = MAX_BATCH_INPUTS) -> list[Any]:
         if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
             raise ApiError(400, "VALIDATION_ERROR", "Invalid input JSON: expected an object with an inputs list.")
         inputs = body["inputs"]
-        if len(inputs) > MAX_BATCH_INPUTS:
+        if len(inputs) > maximum:
             raise ApiError(400, "VALIDATION_ERROR",
-                           f"Batch input must not have more than {MAX_BATCH_INPUTS} inputs; got {len(inputs)}.",
-                           context={"maxInputs": [str(MAX_BATCH_INPUTS)], "inputs": [str(len(inputs))]})
+                           f"Batch input must not have more than {maximum} inputs; got {len(inputs)}.",
+                           context={"maxInputs": [str(maximum)], "inputs": [str(len(inputs))]})
         return inputs
 
     @staticmethod

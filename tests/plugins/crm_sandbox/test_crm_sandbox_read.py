@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from handoff.crm_sandbox import load_objects
 from hubspot import HubSpot
+from hubspot.crm.associations import BatchInputPublicObjectId, PublicObjectId
 from hubspot.crm.contacts import ApiException, PublicObjectSearchRequest
 from hubspot.crm.contacts.exceptions import UnauthorizedException
 from sandbox_support import TOKEN, Http, contact
@@ -72,6 +73,23 @@ def test_associations_on_list_and_read(http: Http, hubspot_client):
     assert [a.id for a in one.associations["companies"].results] == ["500"]  # from associatedcompanyid
     two = http.get("/crm/v3/objects/contacts/2", associations="companies").json()
     assert "associations" not in two  # HubSpot omits empty associations
+
+
+def test_associations_batch_read_through_the_sdk(http: Http, hubspot_client):
+    inputs = BatchInputPublicObjectId(inputs=[PublicObjectId(id="700"), PublicObjectId(id="2")])
+    got = hubspot_client.crm.associations.batch_api.read("meetings", "contacts", inputs)
+    assert [(r._from.id, [(a.id, a.type) for a in r.to]) for r in got.results] == [
+        ("700", [("1", "meeting_to_contact")])]
+    assert got.num_errors == 1  # meeting 2 does not exist: no associations, as HubSpot answers it
+    assert got.errors[0].sub_category == "crm.associations.NO_ASSOCIATIONS_FOUND"
+    assert got.errors[0].context == {"fromObjectId": ["2"]}
+    back = http.post("/crm/v3/associations/contacts/meetings/batch/read", {"inputs": [{"id": "1"}]})
+    assert back.status_code == 200
+    assert back.json()["results"] == [{"from": {"id": "1"}, "to": [{"id": "700", "type": "contact_to_meeting"}]}]
+    too_many = http.post("/crm/v3/associations/meetings/contacts/batch/read",
+                         {"inputs": [{"id": str(i)} for i in range(1001)]})
+    assert too_many.status_code == 400
+    assert too_many.json()["context"] == {"maxInputs": ["1000"], "inputs": ["1001"]}
 
 
 def test_read_by_email_id_property(http: Http):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import psycopg
 import pytest
 from handoff.crm.client import CrmClient, RateLimiter
 from handoff.crm_sandbox import load_objects, start_sandbox
 from handoff.extract import crm_api
 
-from tests.plugins.crm.sandbox_helpers import TOKEN, Clock, archive, contact, patch
+from tests.plugins.crm.sandbox_helpers import TOKEN, Clock, archive, contact, iso, patch
 
 DAY1 = datetime(2026, 3, 1, tzinfo=UTC)
 END1 = datetime(2026, 3, 2, tzinfo=UTC)  # interval end of the 2026-03-01 run
@@ -167,3 +168,51 @@ def test_bad_records_are_quarantined_and_do_not_move_the_watermark(wh, tmp_path)
         (None, "missing id"), ("3", "unparseable updatedAt: 'last tuesday'")]
     assert q(wh, "select watermark from ops.crm_watermarks") == [(datetime(2026, 3, 1, 10, tzinfo=UTC),)]
     assert q(wh, "select rows_read, rows_loaded, rows_quarantined from ops.load_log") == [(4, 1, 3)]
+
+
+def _meeting(mid: int, contact_ids: list[int], updated: datetime) -> dict:
+    obj = {"id": str(mid), "properties": {"hs_timestamp": iso(updated), "hs_meeting_title": f"Demo {mid}",
+                                          "hs_meeting_outcome": "SCHEDULED", "hs_lastmodifieddate": iso(updated)},
+           "createdAt": iso(updated), "updatedAt": iso(updated), "archived": False}
+    if contact_ids:
+        obj["associations"] = {"contacts": {"results": [{"id": str(c), "type": "meeting_to_contact"}
+                                                        for c in contact_ids]}}
+    return obj
+
+
+def test_daily_sync_of_an_associated_object_searches_the_window_and_reads_its_associations(wh, sandbox):
+    """Meetings carry their contacts. The first sync lists every meeting; a daily one searches the window and reads
+    only those meetings' contacts with the associations batch read, in the list endpoint's shape: same records,
+    a request per page instead of one per 100 meetings of the whole CRM."""
+    load_objects(sandbox.state_path, "meetings", [_meeting(700 + i, [1000 + i % 20] + ([1010] if i == 2 else []),
+                                                           DAY1 + timedelta(minutes=i)) for i in range(150)]
+                 + [_meeting(900, [], DAY1)])
+    with client_for(sandbox) as client:
+        first = crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END1, objects=["meetings"])
+    assert first["objects"]["meetings"]["rows_loaded"] == 151
+
+    sandbox.clock.set(END1 + timedelta(hours=5))
+    for mid in ("702", "705", "900"):
+        patch(sandbox.url, "meetings", mid, {"hs_meeting_outcome": "COMPLETED"})
+    sandbox.app.stats.reset()
+    with client_for(sandbox) as client:
+        second = crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END2, objects=["meetings"])
+    assert second["objects"]["meetings"]["rows_loaded"] == 3
+    assert sandbox.stats()["by_path"] == {
+        "POST /crm/v3/objects/meetings/search": {"200": 1},
+        "POST /crm/v3/associations/meetings/contacts/batch/read": {"207": 1},  # meeting 900 has none
+        "GET /crm/v3/objects/meetings": {"200": 1},  # archived=true: archived records are listed
+    }
+    loaded = dict(q(wh, "select record_id, record->'associations' from raw.crm_meetings where _batch_id = %s",
+                    [second["objects"]["meetings"]["batch_id"]]))
+    listed = [o for after in ("0", "800") for o in httpx.get(
+        f"{sandbox.url}/crm/v3/objects/meetings", params={"associations": "contacts", "limit": 100, "after": after},
+        headers={"Authorization": f"Bearer {TOKEN}"}).json()["results"]]
+    assert len(listed) == 151
+    from_list = {o["id"]: o.get("associations") for o in listed if o["id"] in loaded}
+    assert loaded == from_list == {
+        "702": {"contacts": {"results": [{"id": "1002", "type": "meeting_to_contact"},
+                                         {"id": "1010", "type": "meeting_to_contact"}]}},
+        "705": {"contacts": {"results": [{"id": "1005", "type": "meeting_to_contact"}]}},
+        "900": None,
+    }
