@@ -571,12 +571,25 @@ def main() -> None:
     finish(args, started=started, t_all=t_all, cfg=cfg, info=info, crm_counts=crm_counts, runs=runs, n_runs=n_runs)
 
 
+def _commit() -> str | None:
+    """The commit the bench ran (with "+dirty" when the work tree had changes), or None outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def finish(args, *, started, t_all, cfg, info, crm_counts, runs, n_runs, suffix="") -> None:
     """Write <out>/<tier>-<date><suffix>.json and print the Markdown table."""
     rows = build_report(args.tier, cfg, runs)
     total = time.perf_counter() - t_all
     result = {"tier": args.tier, "started_at": started.isoformat(), "total_seconds": total, "runs": n_runs,
-              "config": {**cfg, "seed": SEED, "end_date": END_DATE.isoformat()}, "machine": info,
+              "commit": _commit(), "stages_only": args.only or None,
+              "config": {**cfg, "runs": n_runs, "seed": SEED, "end_date": END_DATE.isoformat()}, "machine": info,
               "crm_rows_filled": crm_counts, "summary": rows, "raw_runs": runs}
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
