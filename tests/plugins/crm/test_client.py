@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
@@ -123,3 +124,41 @@ def test_owners_and_search_window(sandbox):
         got = list(client.iter_objects("contacts", ["email"], updated_since=T0 + timedelta(minutes=1),
                                        updated_before=T0 + timedelta(minutes=3)))
     assert [o["id"] for o in got] == ["1002", "1003"]  # (since, before]: 1001 is excluded, 1003 included
+
+
+@pytest.mark.parametrize(("answer", "error"), [
+    ({"results": [{"from": {"id": "7"}, "to": [{"id": "1", "type": "deal_to_contact"}],
+                   "paging": {"next": {"after": "MTAw"}}}]}, "deals 7 has more contacts associations than one page"),
+    ({"results": [], "numErrors": 1, "errors": [{"status": "error", "category": "RATE_LIMITS",
+                                                 "message": "try again", "context": {"fromObjectId": ["8"]}}]},
+     "1 error(s), first: RATE_LIMITS: try again {'fromObjectId': ['8']}"),
+])
+def test_associations_read_fails_rather_than_load_a_record_without_them(answer, error):
+    """A deal loaded without its contacts would replace its correct version downstream: an association answer the
+    client cannot take whole (more than one page, an error other than "none found") fails the read."""
+    sent: list[dict] = []
+
+    def handler(request):
+        sent.append(json.loads(request.content))
+        return httpx.Response(207, json={"status": "COMPLETE", **answer})
+
+    with CrmClient("http://crm.test", TOKEN, transport=httpx.MockTransport(handler), sleep=lambda s: None,
+                   rate_limiter=RateLimiter(1000, 1.0)) as client, pytest.raises(CrmError) as info:
+        client.read_associations("deals", "contacts", ["7", "8", "7"])
+    assert error in str(info.value)
+    assert sent == [{"inputs": [{"id": "7"}, {"id": "8"}]}]  # each id once
+
+
+def test_associations_read_takes_none_found_as_no_associations():
+    def handler(request):
+        return httpx.Response(207, json={
+            "status": "COMPLETE", "results": [{"from": {"id": "7"}, "to": [{"id": "1", "type": "deal_to_contact"}]}],
+            "numErrors": 1, "errors": [{"status": "error", "category": "OBJECT_NOT_FOUND",
+                                        "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                                        "message": "No contacts is associated with deals 8.",
+                                        "context": {"fromObjectId": ["8"]}}]})
+
+    with CrmClient("http://crm.test", TOKEN, transport=httpx.MockTransport(handler), sleep=lambda s: None,
+                   rate_limiter=RateLimiter(1000, 1.0)) as client:
+        assert client.read_associations("deals", "contacts", ["7", "8"]) == {
+            "7": [{"id": "1", "type": "deal_to_contact"}]}
