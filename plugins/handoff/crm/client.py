@@ -355,10 +355,11 @@ class CrmClient:
         downstream, so the object type's batch fails and its watermark stays where it was."""
         out: dict[str, list[dict[str, Any]]] = {}
         ids = list(dict.fromkeys(ids))
-        what = f"POST /crm/v3/associations/{from_type}/{to_type}/batch/read"
+        path = f"/crm/v3/associations/{from_type}/{to_type}/batch/read"
+        what = f"POST {path}"
         for i in range(0, len(ids), ASSOCIATIONS_BATCH_MAX):
             body = {"inputs": [{"id": str(x)} for x in ids[i:i + ASSOCIATIONS_BATCH_MAX]]}
-            data = self._json("POST", f"/crm/v3/associations/{from_type}/{to_type}/batch/read", json=body)
+            data = self._json("POST", path, json=body)
             for result in data.get("results") or []:
                 from_id = str((result.get("from") or {}).get("id"))
                 if (result.get("paging") or {}).get("next"):
