@@ -51,28 +51,31 @@ first_days as (
 ),
 
 {% if recomputes_range() %}
+held as (
+    -- the rows held so far; a first day before the range stands, with its details
+    select
+        *,
+        first_mql_date < {{ recompute_start_date() }} as mql_held,
+        disqualified_date < {{ recompute_start_date() }} as disqualified_held
+    from {{ this }}
+),
+
 merged as (
     -- every contact held or scored now: a held first day before the range stands with its held details, else the
     -- range's first day, whose details are looked up (the *_lookup_date columns)
     select
         coalesce(held.contact_id, first_days.contact_id) as contact_id,
-        case when held.first_mql_date < {{ recompute_start_date() }} then held.first_mql_date
-            else first_days.first_mql_date end as first_mql_date,
-        case when held.disqualified_date < {{ recompute_start_date() }} then held.disqualified_date
-            else first_days.disqualified_date end as disqualified_date,
-        case when held.first_mql_date < {{ recompute_start_date() }} then null
-            else first_days.first_mql_date end as mql_lookup_date,
-        case when held.disqualified_date < {{ recompute_start_date() }} then null
-            else first_days.disqualified_date end as disqualified_lookup_date,
-        case when held.first_mql_date < {{ recompute_start_date() }} then held.mql_score end as held_mql_score,
-        case when held.first_mql_date < {{ recompute_start_date() }} then held.mql_fit_score end
-            as held_mql_fit_score,
-        case when held.first_mql_date < {{ recompute_start_date() }} then held.mql_rule_ids end as held_mql_rule_ids,
-        case when held.first_mql_date < {{ recompute_start_date() }} then held.mql_rule_details end
-            as held_mql_rule_details,
-        case when held.disqualified_date < {{ recompute_start_date() }} then held.disqualifying_rule_ids end
-            as held_disqualifying_rule_ids
-    from {{ this }} as held
+        case when held.mql_held then held.first_mql_date else first_days.first_mql_date end as first_mql_date,
+        case when held.disqualified_held then held.disqualified_date else first_days.disqualified_date end
+            as disqualified_date,
+        case when held.mql_held then null else first_days.first_mql_date end as mql_lookup_date,
+        case when held.disqualified_held then null else first_days.disqualified_date end as disqualified_lookup_date,
+        case when held.mql_held then held.mql_score end as held_mql_score,
+        case when held.mql_held then held.mql_fit_score end as held_mql_fit_score,
+        case when held.mql_held then held.mql_rule_ids end as held_mql_rule_ids,
+        case when held.mql_held then held.mql_rule_details end as held_mql_rule_details,
+        case when held.disqualified_held then held.disqualifying_rule_ids end as held_disqualifying_rule_ids
+    from held
     full join first_days on held.contact_id = first_days.contact_id
 ),
 {% else %}
