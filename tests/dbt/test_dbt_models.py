@@ -159,6 +159,51 @@ def test_attributed_events_keep_one_row_per_staged_event(built):
     _dbt(tmp, *grain_test)
 
 
+def test_a_daily_runs_data_tests_check_the_rows_it_recomputed_and_a_full_test_every_row(built):
+    """macros/tests_scope.sql: with an interval (a daily run) the data tests of the dense daily tables see only the
+    recomputed days, those of the staged events only the last write; with none they see every row. A null on a
+    recomputed day (or in the last write) fails the test, one on an older day only the unscoped test."""
+    admin, _, tmp = built
+    day = INTERVAL_END - timedelta(days=1)
+    rule_hits = ["test", "--select", "int_contact_rule_hits_daily,test_name:not_null_columns"]
+    events = ["test", "--select", "stg_analytics__events,test_name:not_null"]
+    last_write = "(select max(_written_at) from staging.stg_analytics__events)"
+    nulled = [  # (table, its key, the column nulled, which row, does the daily run's test check that row?)
+        ("int_contact_rule_hits_daily", "(contact_id, score_date, rule_id)", "kind", f"score_date = '{END}'", True),
+        ("int_contact_rule_hits_daily", "(contact_id, score_date, rule_id)", "kind",
+         f"score_date = '{END - timedelta(days=20)}'", False),
+        ("stg_analytics__events", "event_id", "event_type", f"_written_at = {last_write}", True),
+        ("stg_analytics__events", "event_id", "event_type", f"_written_at < {last_write}", False),
+    ]
+    schema = {"int_contact_rule_hits_daily": "intermediate", "stg_analytics__events": "staging"}
+    with psycopg.connect(admin, autocommit=True) as conn:
+        # the build wrote every event at once: an older write, for the last case
+        conn.execute("update staging.stg_analytics__events set _written_at = _written_at - interval '1 day' "
+                     "where event_date < %s", [END])
+        try:
+            for name, key, column, which, checked_daily in nulled:
+                table = f"{schema[name]}.{name}"
+                row = conn.execute(f"select {key}::text, {column} from {table} where {which} limit 1").fetchone()
+                assert row is not None, (table, which)
+                conn.execute(f"update {table} set {column} = null where {key}::text = %s", [row[0]])
+                args = rule_hits if name == "int_contact_rule_hits_daily" else events
+                try:
+                    with pytest.raises(AssertionError, match=name):
+                        _dbt(tmp, *args)  # no interval: every row
+                    if checked_daily:
+                        with pytest.raises(AssertionError, match=name):
+                            _dbt(tmp, *args, start=day)
+                    else:
+                        _dbt(tmp, *args, start=day)
+                finally:
+                    conn.execute(f"update {table} set {column} = %s where {key}::text = %s", [row[1], row[0]])
+        finally:
+            conn.execute("update staging.stg_analytics__events set _written_at = _written_at + interval '1 day' "
+                         "where event_date < %s", [END])
+    _dbt(tmp, *rule_hits, start=day)
+    _dbt(tmp, *events, start=day)
+
+
 def test_dense_daily_tables_keep_later_inserts_out_of_the_full_builds_packed_pages(built):
     """Built whole, each dense daily table takes fillfactor 90 for later inserts (macros/incremental.sql,
     daily_table_config), so a daily run's rows fill the pages the previous run's days freed rather than the few
