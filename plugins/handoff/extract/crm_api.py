@@ -1,11 +1,16 @@
 """Incremental CRM sync: HubSpot CRM v3 objects into ``raw.crm_<object>``.
 
-Per object type, the window is (watermark, interval_end], the watermark being the largest ``updatedAt`` (or
-``archivedAt``) loaded so far, kept in ``ops.crm_watermarks`` and capped at ``interval_end``; the first run (no
-watermark) is a full sync. Live records and archived records (``archived=true``, with their ``archivedAt``) are
-fetched into a local spool first — no transaction stays open while we talk to the API — and then each object
-type's batch is one transaction: COPY into the raw table, quarantine rows, the ``ops.load_log`` row and the
-watermark update commit together, so the watermark only moves once the rows are in.
+Per object type, the window is (watermark − SEARCH_SETTLE, interval_end], the watermark being the largest
+``updatedAt`` (or ``archivedAt``) loaded so far, kept in ``ops.crm_watermarks`` and capped at ``interval_end``; the
+first run (no watermark) is a full sync. The window reaches SEARCH_SETTLE back before the watermark because
+HubSpot's search index trails writes: a record changed just before a run may not be found by it yet, while a later
+record already moved the watermark past it; the next run finds it in the overlap. A record read twice is the same
+version twice, which staging dedupes on (record_id, updated_at).
+
+Live records and archived records (``archived=true``, with their ``archivedAt``) are fetched into a local spool
+first — no transaction stays open while we talk to the API — and then each object type's batch is one
+transaction: COPY into the raw table, quarantine rows, the ``ops.load_log`` row and the watermark update commit
+together, so the watermark only moves once the rows are in.
 
 A record without an id, or whose ``updatedAt`` does not parse, goes to ``raw.quarantine`` (with the object as
 raw_text) and does not move the watermark. Raw rows are append-only: a record appears once per version we saw
@@ -19,7 +24,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -32,6 +37,9 @@ from handoff.load import batches, copytext
 log = logging.getLogger(__name__)
 
 SOURCE_KIND = "crm_api"
+# How far each window reaches back before the watermark: longer than HubSpot's search index takes to show a write
+# (seconds, by HubSpot's own account). Each run re-reads the records changed in this stretch before its watermark.
+SEARCH_SETTLE = timedelta(minutes=10)
 RAW_COLUMNS = "_batch_id, _loaded_at, _source, record_id, updated_at, archived, record"
 
 
@@ -137,7 +145,8 @@ def sync_object(conn: psycopg.Connection, client: CrmClient, object_type: str, *
         for archived in (False, True):
             for obj in client.iter_objects(object_type, spec.properties, properties_with_history=spec.history,
                                            associations=spec.associations, archived=archived,
-                                           updated_since=watermark, updated_before=interval_end):
+                                           updated_since=watermark - SEARCH_SETTLE if watermark else None,
+                                           updated_before=interval_end):
                 spool.add(obj)
         new_mark = watermark
         if spool.max_stamp is not None:
