@@ -93,13 +93,14 @@ def server_settings(binaries: Binaries) -> dict[str, str]:
     are compressed with lz4 where the server has it, else not at all: pglz spends more CPU than it saves in writes
     (tier-M attribution insert of one day, 127,414 rows, cold: 29 s with pglz, 11.7 s with lz4, 9.4 s uncompressed;
     lz4 writes 40% less WAL than none).
-    Random reads are priced as on an SSD (random_page_cost 1.1, PostgreSQL's default 4 assumes spinning disks): at 4 the
-    planner scanned all 10.4 million attributed events to delete one day's 127,414 by their unique key (6.3 s); at 1.1
-    it probes the index (1.5 s). Tier-M one-day build measured in bench/README figures.
+    random_page_cost stays at PostgreSQL's 4: at 1.1 (the usual SSD setting) the tier-M one-day build chose index
+    probes where a scan was faster here (engagement facts' delete of the changed contacts' rows: 2.2 s by a hash join
+    over a scan, 8-11 s by 26,000 index probes, warm); the one statement that gains is priced so on its own
+    (attribution_changes_prepare in dbt_project/macros/visitor_changes.sql).
     """
     return {
         "shared_buffers": "512MB", "work_mem": "64MB", "maintenance_work_mem": "256MB",
-        "max_wal_size": "4GB", "synchronous_commit": "off", "random_page_cost": "1.1",
+        "max_wal_size": "4GB", "synchronous_commit": "off",
         "wal_compression": "lz4" if _has_lz4(binaries) else "off",
         "max_connections": "100", "log_min_duration_statement": "-1", "log_line_prefix": "%m [%p] %u@%d ",
     }
