@@ -40,7 +40,8 @@
     reading the last write through the index (35 ms). `>=` rather than `=`: a value past the planner's statistics
     is estimated from the index's real end, so the estimate stays small even before the table is re-analyzed. -#}
 {% macro last_write_condition(relation) -%}
-    {%- if execute -%}
+    {#- (a table not built yet, e.g. `dbt compile` on a new warehouse: no rows to check) -#}
+    {%- if execute and adapter.get_relation(relation.database, relation.schema, relation.identifier) -%}
         {%- set last = run_query('select max(_written_at)::text from ' ~ relation).columns[0].values()[0] -%}
     {%- endif -%}
     {%- if last -%}

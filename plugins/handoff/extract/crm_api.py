@@ -4,8 +4,9 @@ Per object type, the window is (watermark − SEARCH_SETTLE, interval_end], the 
 ``updatedAt`` (or ``archivedAt``) loaded so far, kept in ``ops.crm_watermarks`` and capped at ``interval_end``; the
 first run (no watermark) is a full sync. The window reaches SEARCH_SETTLE back before the watermark because
 HubSpot's search index trails writes: a record changed just before a run may not be found by it yet, while a later
-record already moved the watermark past it; the next run finds it in the overlap. A record read twice is the same
-version twice, which staging dedupes on (record_id, updated_at).
+record already moved the watermark past it; the next run finds it in the overlap. A version raw already holds is
+not loaded again (counted as ``rows_already_loaded``), so a quiet CRM still loads nothing and source freshness
+still sees it.
 
 Live records and archived records (``archived=true``, with their ``archivedAt``) are fetched into a local spool
 first — no transaction stays open while we talk to the API — and then each object type's batch is one
@@ -82,13 +83,19 @@ def get_watermark(cur: psycopg.Cursor, object_type: str) -> datetime | None:
 class _Spool:
     """Validated rows of one object type as COPY text in a spooled temp file, plus their quarantine."""
 
-    def __init__(self, batch_id: uuid.UUID, loaded_at: datetime, source: str) -> None:
+    def __init__(self, batch_id: uuid.UUID, loaded_at: datetime, source: str, *,
+                 overlap_to: datetime | None = None) -> None:
         self.file = tempfile.SpooledTemporaryFile(max_size=16 << 20)  # noqa: SIM115 - closed by close()
         self.qfile = tempfile.SpooledTemporaryFile(max_size=4 << 20)  # noqa: SIM115
         self.quarantine = batches.Quarantine(batch_id, loaded_at, source, self.qfile)
         self.prefix = f"{batch_id}\t{loaded_at.isoformat()}\t{copytext.field(source)}\t".encode()
         self.rows = 0
+        self.already_loaded = 0
         self.max_stamp: datetime | None = None
+        # records stamped at or before the watermark (SEARCH_SETTLE's overlap): held until admit_overlap drops the
+        # versions raw already has
+        self.overlap_to = overlap_to
+        self.overlap: dict[tuple[str, datetime, bool], tuple[datetime, bytes]] = {}
 
     def add(self, obj: Any) -> None:
         if not isinstance(obj, dict):
@@ -109,6 +116,12 @@ class _Spool:
             return
         archived = obj.get("archived") is True
         stamp = max(updated, parse_timestamp(obj.get("archivedAt")) or updated) if archived else updated
+        if self.overlap_to is not None and stamp <= self.overlap_to:
+            self.overlap[(ref, updated, archived)] = (stamp, data)
+            return
+        self._write(ref, updated, archived, stamp, data)
+
+    def _write(self, ref: str, updated: datetime, archived: bool, stamp: datetime, data: bytes) -> None:
         if self.max_stamp is None or stamp > self.max_stamp:
             self.max_stamp = stamp
         self.file.write(self.prefix)
@@ -116,6 +129,24 @@ class _Spool:
         self.file.write(copytext.escape_bytes(data))
         self.file.write(b"\n")
         self.rows += 1
+
+    def admit_overlap(self, cur: psycopg.Cursor, table: str) -> None:
+        """The overlap's records whose version raw does not hold yet (the ones the search index showed late) join
+        the rows; the others were loaded by an earlier run and are only counted (already_loaded)."""
+        if not self.overlap:
+            return
+        keys = list(self.overlap)
+        held = set(cur.execute(
+            sql.SQL("select r.record_id, r.updated_at, r.archived from {} as r "
+                    "join unnest(%s::text[], %s::timestamptz[], %s::boolean[]) as k (record_id, updated_at, archived) "
+                    "using (record_id, updated_at, archived)").format(sql.Identifier("raw", table)),
+            [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]]).fetchall())
+        for key in keys:
+            if key in held:
+                self.already_loaded += 1
+            else:
+                self._write(*key, *self.overlap[key])
+        self.overlap.clear()
 
     def copy_into(self, cur: psycopg.Cursor, table: str) -> None:
         self.file.seek(0)
@@ -140,14 +171,17 @@ def sync_object(conn: psycopg.Connection, client: CrmClient, object_type: str, *
     conn.commit()
     batch_id, started = uuid.uuid4(), batches.now()
     source = f"{client.base_url}/crm/v3/{'owners' if object_type == 'owners' else 'objects/' + object_type}"
-    spool = _Spool(batch_id, started, source)
+    since = watermark - SEARCH_SETTLE if watermark is not None else None
+    spool = _Spool(batch_id, started, source, overlap_to=watermark)
     try:
         for archived in (False, True):
             for obj in client.iter_objects(object_type, spec.properties, properties_with_history=spec.history,
                                            associations=spec.associations, archived=archived,
-                                           updated_since=watermark - SEARCH_SETTLE if watermark else None,
-                                           updated_before=interval_end):
+                                           updated_since=since, updated_before=interval_end):
                 spool.add(obj)
+        with conn.cursor() as cur:
+            spool.admit_overlap(cur, table)
+        conn.commit()
         new_mark = watermark
         if spool.max_stamp is not None:
             capped = min(spool.max_stamp, interval_end)
@@ -155,7 +189,7 @@ def sync_object(conn: psycopg.Connection, client: CrmClient, object_type: str, *
         read = spool.rows + spool.quarantine.count
         with conn.transaction(), conn.cursor() as cur:
             batches.begin_batch(cur, batch_id, source=source, source_kind=SOURCE_KIND,
-                                interval_start=interval_start if interval_start is not None else watermark,
+                                interval_start=interval_start if interval_start is not None else since,
                                 interval_end=interval_end, started_at=started)
             spool.copy_into(cur, table)
             batches.finish_batch(cur, batch_id, rows_read=read, rows_loaded=spool.rows,
@@ -168,9 +202,10 @@ def sync_object(conn: psycopg.Connection, client: CrmClient, object_type: str, *
                     [object_type, new_mark, batch_id])
     finally:
         spool.close()
-    log.info("%s: %d loaded, %d quarantined, watermark %s -> %s", object_type, spool.rows, spool.quarantine.count,
-             watermark, new_mark)
+    log.info("%s: %d loaded, %d quarantined, %d already loaded, watermark %s -> %s", object_type, spool.rows,
+             spool.quarantine.count, spool.already_loaded, watermark, new_mark)
     return {"rows_read": read, "rows_loaded": spool.rows, "rows_quarantined": spool.quarantine.count,
+            "rows_already_loaded": spool.already_loaded,
             "watermark_before": watermark.isoformat() if watermark else None,
             "watermark": new_mark.isoformat() if new_mark else None, "batch_id": str(batch_id)}
 

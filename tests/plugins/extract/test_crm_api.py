@@ -49,32 +49,31 @@ def test_first_run_is_a_full_sync_then_only_changes_load(wh, sandbox):
     assert record["propertiesWithHistory"]["lifecyclestage"][0]["value"] == "lead"
     assert record["properties"]["email"] == "person5@example.org"
 
-    # three contacts change on 2026-03-02; the 2026-03-02 run loads those three, and reads again the other contacts
-    # changed in the SEARCH_SETTLE (10 minutes) before the watermark (1010-1019 but 1011, at DAY1 + 10..19 min)
+    # three contacts change on 2026-03-02; the 2026-03-02 run loads those three. Its window reaches SEARCH_SETTLE
+    # (10 minutes) back before the watermark: it reads 1010-1019 but 1011 (DAY1 + 10..19 min) again, versions raw
+    # already holds, so it does not load them
     sandbox.clock.set(END1 + timedelta(hours=10))
     for cid in ("1003", "1007", "1011"):
         patch(sandbox.url, "contacts", cid, {"lifecyclestage": "marketingqualifiedlead"})
     with client_for(sandbox) as client:
         res = crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END2, objects=["contacts"])
     c = res["objects"]["contacts"]
-    assert (c["rows_loaded"], c["rows_quarantined"]) == (12, 0)
+    assert (c["rows_loaded"], c["rows_quarantined"]) == (3, 0)
+    assert c["rows_already_loaded"] == 9
     assert c["watermark"] == (END1 + timedelta(hours=10)).isoformat()
     rows = q(wh, "select record_id, updated_at, record->'properties'->>'lifecyclestage', "
                  "jsonb_array_length(record->'propertiesWithHistory'->'lifecyclestage') "
-                 "from raw.crm_contacts where _batch_id = %s and updated_at > %s order by 1",
-             [c["batch_id"], DAY1 + timedelta(minutes=19)])
+                 "from raw.crm_contacts where _batch_id = %s order by 1", [c["batch_id"]])
     assert rows == [(cid, END1 + timedelta(hours=10), "marketingqualifiedlead", 2) for cid in ("1003", "1007", "1011")]
-    assert q(wh, "select record_id, updated_at from raw.crm_contacts where _batch_id = %s "
-                 "and updated_at <= %s order by 1", [c["batch_id"], DAY1 + timedelta(minutes=19)]) == [
-        (str(1000 + i), DAY1 + timedelta(minutes=i)) for i in range(10, 20) if i != 11]
-    # a third run with nothing new reads only the overlap again (the three at the watermark) and keeps the watermark
+    # a third run with nothing new loads nothing (the three at the watermark, read again, are held) and keeps the
+    # watermark
     with client_for(sandbox) as client:
         res = crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END2, objects=["contacts"])
-    assert res["objects"]["contacts"]["rows_loaded"] == 3
+    assert (res["objects"]["contacts"]["rows_loaded"], res["objects"]["contacts"]["rows_already_loaded"]) == (0, 3)
     assert res["objects"]["contacts"]["watermark"] == (END1 + timedelta(hours=10)).isoformat()
-    assert q(wh, "select count(*), count(distinct (record_id, updated_at)) from raw.crm_contacts") == [(35, 23)]
+    assert q(wh, "select count(*), count(distinct (record_id, updated_at)) from raw.crm_contacts") == [(23, 23)]
     assert q(wh, "select status, rows_read, rows_loaded from ops.load_log order by started_at") == [
-        ("loaded", 20, 20), ("loaded", 12, 12), ("loaded", 3, 3)]
+        ("loaded", 20, 20), ("loaded", 3, 3), ("loaded", 0, 0)]
 
 
 def test_a_change_the_search_index_showed_late_is_read_by_the_next_run(wh, sandbox):
@@ -91,6 +90,8 @@ def test_a_change_the_search_index_showed_late_is_read_by_the_next_run(wh, sandb
                  "where record_id = '1002' and _batch_id = %s", [res["objects"]["contacts"]["batch_id"]]) == [
         (late, "marketingqualifiedlead")]
     assert res["objects"]["contacts"]["watermark"] == (DAY1 + timedelta(minutes=19)).isoformat()
+    # the overlap's other contacts (1010-1019) were read again, not loaded again
+    assert (res["objects"]["contacts"]["rows_loaded"], res["objects"]["contacts"]["rows_already_loaded"]) == (1, 10)
 
 
 def test_failure_after_copy_before_commit_keeps_the_watermark(wh, sandbox, monkeypatch):
@@ -116,7 +117,7 @@ def test_failure_after_copy_before_commit_keeps_the_watermark(wh, sandbox, monke
     monkeypatch.undo()
     with client_for(sandbox) as client:
         res = crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END2, objects=["contacts"])
-    assert res["objects"]["contacts"]["rows_loaded"] == 11  # 1001, and 1010-1019 again (SEARCH_SETTLE's overlap)
+    assert res["objects"]["contacts"]["rows_loaded"] == 1
     assert q(wh, "select record->'properties'->>'firstname' from raw.crm_contacts where updated_at > %s",
              [END1]) == [("Changed",)]
 
@@ -128,7 +129,7 @@ def test_archived_records_are_captured_with_archived_at(wh, sandbox):
     archive(sandbox.url, "contacts", "1002")
     with client_for(sandbox) as client:
         res = crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END2, objects=["contacts"])
-    assert res["objects"]["contacts"]["rows_loaded"] == 11  # 1002 archived; 1010-1019 again (SEARCH_SETTLE)
+    assert res["objects"]["contacts"]["rows_loaded"] == 1
     assert q(wh, "select record_id, archived, record->>'archivedAt', (record->>'archived')::boolean "
                  "from raw.crm_contacts where archived") == [("1002", True, "2026-03-02T05:00:00.000Z", True)]
 
@@ -219,15 +220,14 @@ def test_daily_sync_of_an_associated_object_searches_the_window_and_reads_its_as
     sandbox.app.stats.reset()
     with client_for(sandbox) as client:
         second = crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END2, objects=["meetings"])
-    assert second["objects"]["meetings"]["rows_loaded"] == 13  # and 840-849 again: SEARCH_SETTLE's overlap
+    assert second["objects"]["meetings"]["rows_loaded"] == 3
     assert sandbox.stats()["by_path"] == {
         "POST /crm/v3/objects/meetings/search": {"200": 1},
         "POST /crm/v3/associations/meetings/contacts/batch/read": {"207": 1},  # meeting 900 has none
         "GET /crm/v3/objects/meetings": {"200": 1},  # archived=true: archived records are listed
     }
-    changed_since = DAY1 + timedelta(minutes=149)  # the first sync's watermark
-    loaded = dict(q(wh, "select record_id, record->'associations' from raw.crm_meetings where _batch_id = %s "
-                        "and updated_at > %s", [second["objects"]["meetings"]["batch_id"], changed_since]))
+    loaded = dict(q(wh, "select record_id, record->'associations' from raw.crm_meetings where _batch_id = %s",
+                    [second["objects"]["meetings"]["batch_id"]]))
     listed = [o for after in ("0", "800") for o in httpx.get(
         f"{sandbox.url}/crm/v3/objects/meetings", params={"associations": "contacts", "limit": 100, "after": after},
         headers={"Authorization": f"Bearer {TOKEN}"}).json()["results"]]
