@@ -38,7 +38,12 @@
 {#- True when this run recomputes only the days from data_interval_start - lookback_days (an incremental run with
     an interval); a full refresh, or a run with no interval, recomputes everything. -#}
 {% macro recomputes_range() -%}
-    {{ return(is_incremental() and data_interval('data_interval_start') and data_interval('data_interval_end')) }}
+    {{ return(is_incremental() and has_interval()) }}
+{%- endmacro %}
+
+{#- True when the run was given both ends of a data interval (a daily run); tests_scoped() asks it too. -#}
+{% macro has_interval() -%}
+    {{ return(data_interval('data_interval_start') and data_interval('data_interval_end')) }}
 {%- endmacro %}
 
 {#- Pre-hook of the incremental models that append: fixes recompute_start_date() for the transaction, then the days

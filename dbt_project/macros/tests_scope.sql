@@ -28,8 +28,7 @@
 
 {#- True on a daily run (an interval, no full refresh): the tests check only what the run wrote. -#}
 {% macro tests_scoped() -%}
-    {{ return(data_interval('data_interval_start') and data_interval('data_interval_end')
-              and not flags.FULL_REFRESH) }}
+    {{ return(has_interval() and not flags.FULL_REFRESH) }}
 {%- endmacro %}
 
 
