@@ -29,7 +29,10 @@ for dag_id, dag in bag.dags.items():
         "tasks": {t.task_id: {"retries": t.retries, "owner": t.owner,
                               "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
                               "upstream": sorted(t.upstream_task_ids),
-                              "trigger_rule": getattr(t.trigger_rule, "value", str(t.trigger_rule))}
+                              "trigger_rule": getattr(t.trigger_rule, "value", str(t.trigger_rule)),
+                              "dbt_global_flags": getattr(t, "dbt_cmd_global_flags", None),
+                              "on_execute": [getattr(cb, "__name__", str(cb))
+                                             for cb in (t.on_execute_callback or [])]}
                   for t in dag.tasks},
     }
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "stats": stats, "dags": dags,
@@ -94,3 +97,37 @@ def test_daily_dag_order_is_extract_load_then_dbt_then_push(parsed):
     assert roots and all(tasks[t]["upstream"] == ["dbt_staging"] for t in roots)
     assert not any(".stg_" in t or t.endswith("_seed_build") for t in dbt_tasks)
     assert parsed["dags"]["handoff_daily"]["timetable"] == "CronDataIntervalTimetable"
+
+
+def test_every_dbt_task_skips_json_artifacts_and_freezes_the_heap_before_it_runs(parsed):
+    dbt_tasks = {tid: t for tid, t in parsed["dags"]["handoff_daily"]["tasks"].items()
+                 if t["dbt_global_flags"] is not None}
+    assert "dbt_staging" in dbt_tasks and len(dbt_tasks) > 20  # the staging build and one task per model
+    for task_id, task in dbt_tasks.items():
+        assert "--no-write-json" in task["dbt_global_flags"], task_id
+        assert task["on_execute"] == ["freeze_heap"], task_id
+
+
+def test_freeze_heap_leaves_what_a_task_allocates_collectable():
+    import gc  # noqa: PLC0415
+    import weakref  # noqa: PLC0415
+
+    from handoff.dbt_dag import freeze_heap  # noqa: PLC0415
+
+    class Node:
+        pass
+
+    try:
+        before = Node()
+        before.self = before  # alive (referenced here) when the heap is frozen
+        freeze_heap({})
+        assert gc.get_freeze_count() > 0
+        after = Node()
+        after.self = after  # a reference cycle the "task" allocates, then drops
+        gone = weakref.ref(after)
+        del after
+        gc.collect()
+        assert gone() is None  # collected as before the freeze
+        assert before.self is before
+    finally:
+        gc.unfreeze()
