@@ -46,6 +46,10 @@ create table if not exists raw.analytics_events (
 create index if not exists analytics_events_received_idx on raw.analytics_events (received_at);
 -- staging reads the batches it does not hold yet (stg_analytics__events, incremental by batch)
 create index if not exists analytics_events_batch_idx on raw.analytics_events (_batch_id);
+-- `dbt source freshness` (the daily run's check before dbt) asks max(_loaded_at): without this index it read the
+-- whole table, 13 GB and 8.3 s at 100,000 contacts x 180 days, growing with the history. One value per load
+-- batch, appended at the index's right edge (and deduplicated): cheap to keep up on load.
+create index if not exists analytics_events_loaded_idx on raw.analytics_events (_loaded_at);
 
 create table if not exists raw.quarantine (
     _batch_id   uuid        not null,
