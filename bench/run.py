@@ -478,15 +478,13 @@ def build_report(tier: str, cfg: dict, runs: list[dict[str, dict]]) -> dict:
                         "peak_rss_mib": rss("copy"), "ratio": None, "ratio_to": "(the peer)"}
         if have("dlt"):
             d = runs[0]["dlt"]
+            loader = [r["dlt"]["loader_rows"] / r["dlt"]["loader_seconds"] for r in runs]  # on dlt's files
             rows["dlt"] = {"what": f"dlt 1.31 postgres (insert_values), the last {d['days']} days' files "
                                    f"({d['rows']:,} rows, {d['files']} files)", "unit": "rows/s",
                          **summarize(rate("dlt", "rows")), "seconds": summarize(col("dlt")), "peak_rss_mib": rss("dlt"),
                          "ratio": summarize(per_run_ratio("dlt", "copy", ev_rate)), "ratio_to": "plain COPY (same run)",
-                         "loader_on_the_same_files": summarize([r["dlt"]["loader_rows"] / r["dlt"]["loader_seconds"]
-                                                                for r in runs if "dlt" in r]),
-                         "loader_vs_dlt": summarize([(r["dlt"]["loader_rows"] / r["dlt"]["loader_seconds"])
-                                                     / (r["dlt"]["rows"] / r["dlt"]["seconds"])
-                                                     for r in runs if "dlt" in r])}
+                         "loader_on_the_same_files": summarize(loader),
+                         "loader_vs_dlt": summarize([a / b for a, b in zip(loader, rate("dlt", "rows"), strict=True)])}
     if have("dbt_full"):
         rows["dbt_full"] = {"what": "dbt build --full-refresh", "unit": "s", **summarize(col("dbt_full")),
                             "peak_rss_mib": rss("dbt_full"), "ratio": None, "ratio_to": "(the peer)"}
