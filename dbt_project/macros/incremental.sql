@@ -17,7 +17,7 @@
 {#- The first day an incremental model recomputes: L = lookback_start_date(); after skipped runs (the DAG does not
     catch up), the day the first missed run would have started from: the last day the model holds + 1 − lookback
     days, so the gap and the late events of the days before it are recomputed. Read from the model's own table
-    before anything is deleted: delete_recomputed_days keeps it for the transaction (recompute_start_date()). -#}
+    before anything is deleted: fix_recompute_start keeps it for the transaction (recompute_start_date()). -#}
 {% macro recompute_start_expr(date_column) -%}
     least({{ lookback_start_date() }}, coalesce(
         (select max({{ date_column }}) from {{ this }}), {{ lookback_start_date() }} - 1
@@ -25,7 +25,7 @@
 {%- endmacro %}
 
 
-{#- recompute_start_expr as delete_recomputed_days fixed it for this model's transaction. -#}
+{#- recompute_start_expr as fix_recompute_start fixed it for this model's transaction. -#}
 {% macro recompute_start_date() -%}
     current_setting('handoff.recompute_start')::date
 {%- endmacro %}
@@ -46,23 +46,29 @@
     {{ return(data_interval('data_interval_start') and data_interval('data_interval_end')) }}
 {%- endmacro %}
 
-{#- Pre-hook of the incremental models that append: fixes recompute_start_date() for the transaction, then the days
-    it recomputes (from it to the interval end) leave first, in the same transaction, so a row that no longer holds
-    (a rule that stopped firing after late events) does not linger. Days after the interval end (a rerun of an
-    older day) are kept. -#}
-{#- Fixes recompute_start_date() for the model's transaction (a pre-hook): a setting, unlike a subquery, is folded
-    into the planner's row estimates, so the recomputed days are read by index range. -#}
+{#- Fixes recompute_start_date() for the model's transaction (a pre-hook, before anything is deleted): a setting,
+    unlike a subquery, is folded into the planner's row estimates, so the recomputed days are read by index range. -#}
 {% macro fix_recompute_start(date_column) -%}
     {%- if recomputes_range() -%}
         select set_config('handoff.recompute_start', ({{ recompute_start_expr(date_column) }})::text, true)
     {%- endif -%}
 {%- endmacro %}
 
+{#- Pre-hook of the dense daily tables, after fix_recompute_start and contact_changes_prepare: the rows the run
+    rewrites leave first, in the same transaction, so a row that no longer holds (a rule that stopped firing after
+    late events) does not linger: every contact's from fresh_start_date() to the interval end, the recomputed
+    contacts' on the lookback days before it (macros/contact_changes.sql). Days after the interval end (a rerun of
+    an older day) are kept. The lookback delete for every contact is gated on the setting (a one-time filter). -#}
 {% macro delete_recomputed_days(date_column) -%}
     {%- if recomputes_range() -%}
-        {{ fix_recompute_start(date_column) }};
         delete from {{ this }}
-        where {{ date_column }} between {{ recompute_start_date() }} and {{ interval_end_date() }}
+        where {{ date_column }} between {{ fresh_start_date() }} and {{ interval_end_date() }};
+        delete from {{ this }}
+        where {{ date_column }} >= {{ recompute_start_date() }} and {{ date_column }} < {{ fresh_start_date() }}
+            and current_setting('handoff.recompute_all')::boolean;
+        delete from {{ this }}
+        where {{ date_column }} >= {{ recompute_start_date() }} and {{ date_column }} < {{ fresh_start_date() }}
+            and contact_id in (select contact_id from pg_temp.handoff_recomputed_contacts)
     {%- elif is_incremental() -%}
         delete from {{ this }}
     {%- else -%}
@@ -93,13 +99,19 @@
     rather than one row in every page. At 100,000 contacts, after a full refresh, the one-day steps of scores /
     scores mart / rule hits went from 96 / 79 / 65 s to 17 / 8 / 29 s with both changes.
     A table with several rows per contact and day (rule hits: one per rule) passes unique=false; pre_hooks run
-    before the delete.
+    first (before anything is decided). Which contacts a daily run rewrites on the lookback days
+    (macros/contact_changes.sql): `upstream` names the dense model whose change log this one reads, `inputs` a
+    macro giving the model's other inputs as (kind, key, value) rows, `change_hooks` more pre-hooks that add contacts
+    (features), and `log_changes` whether a model after it reads this one's log.
     Built whole, the table gets fillfactor 90 for the rows that later runs insert (the full build itself packs its
     pages). Without it, once autovacuum has recorded the few hundred bytes left in every packed page, a daily run's
     rows land one or two per page all over the heap, and deleting them the next time reads most of it: at 100,000
     contacts the last four days' 400,000 score rows sat on 160,000 of 855,000 pages and the scores step took 231 s.
     With it they fill the pages freed by the previous run's days: about 40,000 pages, the step 13 s. -#}
-{% macro daily_table_config(date_column='score_date', unique=true, pre_hooks=[]) -%}
+{% macro daily_table_config(date_column='score_date', unique=true, pre_hooks=[], upstream=none, inputs=none,
+                            change_hooks=[], log_changes=true) -%}
+    {%- set up = ("'" ~ upstream ~ "'") if upstream else 'none' -%}
+    {%- set ins = (inputs ~ '()') if inputs else 'none' -%}
     {%- do return({
         'materialized': 'incremental',
         'unlogged': false,
@@ -107,8 +119,12 @@
         'on_schema_change': 'fail',
         'indexes': [{'columns': [date_column, 'contact_id'], 'unique': unique}],
         'pre_hook': ["{{ jit_off_for_daily_runs() }}"] + pre_hooks
+                    + ["{{ fix_recompute_start('" ~ date_column ~ "') }}",
+                       "{{ contact_changes_prepare(" ~ up ~ ", " ~ ins ~ ") }}"]
+                    + change_hooks
                     + ["{{ delete_recomputed_days('" ~ date_column ~ "') }}"],
-        'post_hook': ["{% if not is_incremental() %}alter table {{ this }} set (fillfactor = 90){% endif %}"],
+        'post_hook': ["{% if not is_incremental() %}alter table {{ this }} set (fillfactor = 90){% endif %}",
+                      "{{ contact_changes_record(" ~ up ~ ", " ~ ins ~ ", " ~ (log_changes | string | lower) ~ ") }}"],
     }) -%}
 {%- endmacro %}
 

@@ -679,6 +679,73 @@ def test_late_page_views_resume_sessions_where_they_change_as_a_full_refresh_wou
     assert _event_level_rows(admin) == incremental
 
 
+DENSE = ["intermediate.int_contact_features_daily", "intermediate.int_contact_rule_hits_daily",
+         "intermediate.int_contact_scores_daily", "marts.fct_contact_scores_daily"]
+
+
+def test_a_daily_run_rewrites_the_lookback_days_only_of_the_contacts_whose_inputs_changed(built):
+    """macros/contact_changes.sql: a daily run writes every contact's new day, and on the three lookback days only
+    the rows of the contacts whose inputs there changed: late page views of one contact two days back (its features,
+    rule hits, scores and scores-mart rows), a new persona for another (a fit change: its scores and scores-mart
+    rows only). Rows written by the run carry its transaction id (xmin), like every row of the new day. From the
+    lookback on, the four tables then equal a full refresh; after it, with the persona put back, the next run
+    rewrites only that contact's lookback scores."""
+    admin, _, tmp = built
+    day = dict(start=_midnight(END), end=_midnight(END) + timedelta(days=1))
+    lookback = (END - timedelta(days=LOOKBACK), END - timedelta(days=1))
+
+    def rewritten(table: str) -> set[str]:
+        """The contacts whose lookback-day rows the last run wrote (the transaction that wrote the new day)."""
+        return {r["contact_id"] for r in _rows(admin, f"""
+            select distinct contact_id from {table}
+            where score_date between %s and %s
+                and xmin::text = (select xmin::text from {table} where score_date = %s limit 1)""", [*lookback, END])}
+
+    def from_lookback() -> dict[str, Counter]:
+        return {t: Counter(json.dumps(r, default=str, sort_keys=True)
+                           for r in _rows(admin, f"select * from {t} where score_date >= %s", [lookback[0]]))
+                for t in DENSE}
+
+    _dbt(tmp, "run", *MODELS, **day)  # nothing changed: no lookback row is rewritten
+    assert {t: rewritten(t) for t in DENSE} == dict.fromkeys(DENSE, set())
+
+    # two contacts scored since before the lookback; the second's fit includes its persona
+    scored = ("select contact_id from intermediate.int_contact_features_daily where score_date = %s and lead_date < %s"
+              " and contact_id in (select contact_id from intermediate.int_contact_fit_rule_hits where rule_id = %s)"
+              " order by contact_id limit 2")
+    late, student = (r["contact_id"] for r in _rows(admin, scored, [lookback[0], lookback[0], "fit_persona"]))
+    template = _rows(admin, "select record from raw.analytics_events where event_type = 'page' limit 1")[0]["record"]
+    two_days_back = datetime.combine(END - timedelta(days=2), datetime.min.time(), UTC) + timedelta(hours=10)
+    _insert_page_views(admin, template, late, [two_days_back + timedelta(minutes=5 * i) for i in range(3)])
+    set_persona = ("update raw.crm_contacts set record = jsonb_set(record, '{properties,persona}', to_jsonb(%s::text))"
+                   " where record_id = %s")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        persona = conn.execute("select distinct record -> 'properties' ->> 'persona' from raw.crm_contacts"
+                               " where record_id = %s", [student]).fetchall()
+        assert len(persona) == 1 and persona[0][0] != "student"
+        conn.execute(set_persona, ["student", student])
+    try:
+        _dbt(tmp, "run", *MODELS, **day)
+        assert {t: rewritten(t) for t in DENSE} == {
+            "intermediate.int_contact_features_daily": {late}, "intermediate.int_contact_rule_hits_daily": {late},
+            "intermediate.int_contact_scores_daily": {late, student}, "marts.fct_contact_scores_daily": {late, student}}
+        as_student = _rows(admin, "select count(*) filter (where 'neg_student' = any(rule_ids)) as n, count(*) as days"
+                                  " from intermediate.int_contact_scores_daily where contact_id = %s"
+                                  " and score_date >= %s", [student, lookback[0]])[0]
+        assert as_student["n"] == as_student["days"] == LOOKBACK + 1
+        daily = from_lookback()
+        _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
+        assert from_lookback() == daily
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(set_persona, [persona[0][0], student])
+    # a full refresh logs '*' and moves every watermark past it: the next run rewrites only the persona put back
+    _dbt(tmp, "run", *MODELS, **day)
+    assert {t: rewritten(t) for t in DENSE} == {
+        "intermediate.int_contact_features_daily": set(), "intermediate.int_contact_rule_hits_daily": set(),
+        "intermediate.int_contact_scores_daily": {student}, "marts.fct_contact_scores_daily": {student}}
+
+
 @pytest.mark.soak
 def test_a_30_day_backfill_equals_30_daily_runs(built):
     """Thirty daily runs as they happen (late events included) and a backfill of the same thirty days (every

@@ -1,11 +1,12 @@
-{{ config(**daily_table_config()) }}
+{{ config(**daily_table_config(change_hooks=["{{ features_changed_contacts() }}"])) }}
 -- The point-in-time behaviour of every contact: one row per contact per day from the first day we know of it
 -- (lead creation, or its earliest stitched activity) to the interval end, with each behaviour feature's count
 -- of facts KNOWN on that day (0 when none) and the days since its last known activity.
 -- Incremental: a daily run recomputes the days from data_interval_start − lookback_days (L) to the interval end
 -- for every contact, carrying its last activity from its row of day L − 1; a contact with no row that day (new,
 -- or first seen in the CRM only now) gets its whole spine. Rows of days before L stay as they were: facts known
--- before L do not change after the lookback, as in every incremental model here.
+-- before L do not change after the lookback, as in every incremental model here. It writes the new days of every
+-- contact and the lookback days of the contacts whose facts there changed (macros/contact_changes.sql).
 with
 
 contacts as (
@@ -145,4 +146,5 @@ select
     -- days since the last known activity (since the first known day when there was none yet)
     score_date - coalesce(last_activity_date, spine_start_date) as days_since_last_activity
 from final
+where true {{ recomputed_rows('final') }}
 {{ daily_table_order() }}

@@ -1,4 +1,4 @@
-{{ config(**daily_table_config(unique=false,
+{{ config(**daily_table_config(unique=false, upstream='int_contact_features_daily', inputs='rule_hits_inputs',
                                pre_hooks=["set local work_mem = '" ~ var('heavy_model_work_mem') ~ "'"])) }}
 -- Behaviour rule hits: one row per contact per day per behaviour or derived rule of the funnel definition that
 -- scores non-zero points that day, with the value it saw (fit rules: int_contact_fit_rule_hits — fit attributes
@@ -15,13 +15,15 @@
 -- that would hold with no activity at all.
 -- Incremental: a daily run recomputes only the days from data_interval_start − lookback_days to the interval end
 -- (late events correct them), each window total summed straight from the sparse per-day facts — a handful of
--- days × each contact's active days, the same numbers the running sums give a full refresh.
+-- days × each contact's active days, the same numbers the running sums give a full refresh. The lookback days only
+-- of the contacts whose features changed there (or every contact after a change to the rules; macros/contact_changes.sql).
 with
 
 features as (
     select * from {{ ref('int_contact_features_daily') }}
     {% if recomputes_range() %}
     where score_date between {{ recompute_start_date() }} and {{ interval_end_date() }}
+        {{ recomputed_rows('int_contact_features_daily') }}
     {% endif %}
 ),
 

@@ -1,8 +1,9 @@
 -- Scores: one row per contact per day from its first known day to the interval end: score = fit score (its
 -- fit rule hits) + engagement score (that day's behaviour and derived rule hits), with the rules that fired, their
 -- points and the values they saw (as known at the end of that day). Incremental like its rule hits: a daily run
--- recomputes the days from data_interval_start − lookback_days to the interval end.
-{{ config(**daily_table_config()) }}
+-- recomputes the days from data_interval_start − lookback_days to the interval end: the lookback days only of the
+-- contacts whose rule hits or fit rule hits changed (macros/contact_changes.sql).
+{{ config(**daily_table_config(upstream='int_contact_rule_hits_daily', inputs='scores_inputs')) }}
 
 with
 
@@ -10,6 +11,7 @@ features as (
     select * from {{ ref('int_contact_features_daily') }}
     {% if recomputes_range() %}
     where score_date between {{ recompute_start_date() }} and {{ interval_end_date() }}
+        {{ recomputed_rows('int_contact_features_daily') }}
     {% endif %}
 ),
 
@@ -17,6 +19,7 @@ behaviour_hits as (
     select * from {{ ref('int_contact_rule_hits_daily') }}
     {% if recomputes_range() %}
     where score_date between {{ recompute_start_date() }} and {{ interval_end_date() }}
+        {{ recomputed_rows('int_contact_rule_hits_daily') }}
     {% endif %}
 ),
 

@@ -1,7 +1,9 @@
-{{ config(**daily_table_config()) }}
+{{ config(**daily_table_config(upstream='int_contact_scores_daily', log_changes=false,
+                               change_hooks=["{{ scores_mart_settings_changed() }}"])) }}
 -- Incremental: the recomputed days leave by a range delete on score_date (indexed), then append. dbt's
 -- delete+insert by key took 223 s of a 1,070 s one-day build at 100,000 contacts; the unique index still refuses a
--- duplicate day.
+-- duplicate day. On the lookback days only the contacts whose scores changed there are rewritten, or every contact
+-- after a settings change (macros/contact_changes.sql).
 
 with
 
@@ -33,6 +35,7 @@ final as (
     where scores.score_date >= scores.lead_date
         {% if recomputes_range() %}
         and scores.score_date between {{ recompute_start_date() }} and {{ interval_end_date() }}
+        {{ recomputed_rows('scores') }}
         {% endif %}
 )
 
