@@ -39,13 +39,38 @@
 {%- endmacro %}
 
 {#- The rows a daily run writes, as a condition on `alias` (contact_id and date_column): every contact from F, the
-    recomputed contacts before it. Nothing on a full refresh. -#}
+    recomputed contacts before it. Nothing on a full refresh. For rows computed in the model (features). -#}
 {% macro recomputed_rows(alias, date_column='score_date') -%}
     {%- if recomputes_range() -%}
     and ({{ alias }}.{{ date_column }} >= {{ fresh_start_date() }}
         or current_setting('handoff.recompute_all')::boolean
         or {{ alias }}.contact_id in (select contact_id from pg_temp.handoff_recomputed_contacts))
     {%- endif -%}
+{%- endmacro %}
+
+{#- The (date, contact) keys of the recomputed contacts' lookback days: an index probe each into a dense table,
+    rather than a pass over every contact's lookback days to find a few hundred (an integer series, which the
+    planner counts right). -#}
+{% macro _lookback_keys(date_column) -%}
+    select {{ recompute_start_date() }} + day_offset as {{ date_column }}, changed.contact_id
+    from pg_temp.handoff_recomputed_contacts as changed
+    cross join generate_series(0, {{ var('lookback_days') | int }} - 1) as day_offset
+{%- endmacro %}
+
+{#- What a daily run reads of a dense table `relation` (an upstream model): every contact's rows from F to the
+    interval end, and the recomputed contacts' rows on the lookback days (all of them when every contact is). -#}
+{% macro recomputed_rows_of(relation, date_column='score_date') -%}
+    select * from {{ relation }}
+    where {{ date_column }} between {{ fresh_start_date() }} and {{ interval_end_date() }}
+    union all
+    select held.* from {{ relation }} as held
+    inner join ({{ _lookback_keys(date_column) }}) as keys
+        on held.{{ date_column }} = keys.{{ date_column }} and held.contact_id = keys.contact_id
+    where not current_setting('handoff.recompute_all')::boolean
+    union all
+    select * from {{ relation }}
+    where {{ date_column }} >= {{ recompute_start_date() }} and {{ date_column }} < {{ fresh_start_date() }}
+        and current_setting('handoff.recompute_all')::boolean
 {%- endmacro %}
 
 {#- A dense model's pre-hook (after fix_recompute_start): the contacts to recompute on the lookback days, from the
@@ -203,15 +228,18 @@
     lookback days are rewritten. (Its state stays in the row: no applied-input copy next to a mart.) -#}
 {% macro scores_mart_settings_changed() -%}
     {%- if recomputes_range() %}
+    -- an aggregate over the lookback days' index range (as an exists it was planned as a scan of the whole table)
     select set_config('handoff.recompute_all', 'true', true)
-    where exists (
-        select 1 from {{ this }} as held
+    from (
+        select bool_or(held.definition_version is distinct from settings.definition_version
+                       or held.meets_mql_rule is distinct from (held.score >= settings.mql_score_threshold
+                                                                and held.fit_score >= settings.mql_min_fit_score))
+            as disagrees
+        from {{ this }} as held
         cross join {{ ref('int_funnel_settings') }} as settings
         where held.score_date >= {{ recompute_start_date() }} and held.score_date < {{ fresh_start_date() }}
-            and (held.definition_version is distinct from settings.definition_version
-                or held.meets_mql_rule is distinct from (held.score >= settings.mql_score_threshold
-                                                         and held.fit_score >= settings.mql_min_fit_score))
-    )
+    ) as checked
+    where checked.disagrees
     {%- else %}
     select 1
     {%- endif %}

@@ -58,7 +58,8 @@
     rewrites leave first, in the same transaction, so a row that no longer holds (a rule that stopped firing after
     late events) does not linger: every contact's from fresh_start_date() to the interval end, the recomputed
     contacts' on the lookback days before it (macros/contact_changes.sql). Days after the interval end (a rerun of
-    an older day) are kept. The lookback delete for every contact is gated on the setting (a one-time filter). -#}
+    an older day) are kept. The recomputed contacts' rows leave by index probes; the lookback delete for every
+    contact is gated on the setting (a one-time filter). -#}
 {% macro delete_recomputed_days(date_column) -%}
     {%- if recomputes_range() -%}
         delete from {{ this }}
@@ -66,9 +67,9 @@
         delete from {{ this }}
         where {{ date_column }} >= {{ recompute_start_date() }} and {{ date_column }} < {{ fresh_start_date() }}
             and current_setting('handoff.recompute_all')::boolean;
-        delete from {{ this }}
-        where {{ date_column }} >= {{ recompute_start_date() }} and {{ date_column }} < {{ fresh_start_date() }}
-            and contact_id in (select contact_id from pg_temp.handoff_recomputed_contacts)
+        delete from {{ this }} as held
+        using ({{ _lookback_keys(date_column) }}) as keys
+        where held.{{ date_column }} = keys.{{ date_column }} and held.contact_id = keys.contact_id
     {%- elif is_incremental() -%}
         delete from {{ this }}
     {%- else -%}

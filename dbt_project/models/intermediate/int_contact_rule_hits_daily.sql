@@ -20,10 +20,10 @@
 with
 
 features as (
-    select * from {{ ref('int_contact_features_daily') }}
     {% if recomputes_range() %}
-    where score_date between {{ recompute_start_date() }} and {{ interval_end_date() }}
-        {{ recomputed_rows('int_contact_features_daily') }}
+    {{ recomputed_rows_of(ref('int_contact_features_daily')) }}
+    {% else %}
+    select * from {{ ref('int_contact_features_daily') }}
     {% endif %}
 ),
 

@@ -8,7 +8,11 @@
 with
 
 scores as (
+    {% if recomputes_range() %}
+    {{ recomputed_rows_of(ref('int_contact_scores_daily')) }}
+    {% else %}
     select * from {{ ref('int_contact_scores_daily') }}
+    {% endif %}
 ),
 
 settings as (
@@ -33,10 +37,6 @@ final as (
     from scores
     cross join settings
     where scores.score_date >= scores.lead_date
-        {% if recomputes_range() %}
-        and scores.score_date between {{ recompute_start_date() }} and {{ interval_end_date() }}
-        {{ recomputed_rows('scores') }}
-        {% endif %}
 )
 
 select * from final
