@@ -150,8 +150,9 @@ def make_day_new_to_dbt(admin: str, last_day: str) -> dict:
     replaces 127,000 scattered rows at tier M: another and costlier path. The day's events leave the staged and
     attributed events, their visitors go to the attribution's change log from their earliest such event (the
     sessions, facts and touchpoints the run recomputes, as a run with the new day does), and the day's load batches
-    leave the applied-input copies (dbt_project/macros/visitor_changes.sql). Untimed; the next dbt build stages the
-    day's raw rows again."""
+    leave the applied-input copies (dbt_project/macros/visitor_changes.sql), and the day's rows leave the daily
+    tables (before commit 5d99432 they stayed, and the timed build first deleted its own day's 770,000 rows at tier M).
+    Untimed; the next dbt build stages the day's raw rows again."""
     with psycopg.connect(admin) as conn, conn.cursor() as cur:
         cur.execute("create temp table day_batches on commit drop as select distinct _batch_id from"
                     " raw.analytics_events where split_part(_source, '/', -2) = %s", [last_day])
@@ -169,8 +170,21 @@ def make_day_new_to_dbt(admin: str, last_day: str) -> dict:
         for model in ("int_events_attributed", "int_identities_stitched"):
             cur.execute(sql.SQL("delete from intermediate.{} where kind = 'batch' and key::uuid in"
                                 " (select _batch_id from day_batches)").format(sql.Identifier(f"{model}__applied")))
+        # the day's rows leave the daily tables too: a real run finds none there (it writes the day first)
+        daily_rows = 0
+        for schema, table, day_column in DAILY_TABLES:
+            daily_rows += cur.execute(sql.SQL("delete from {}.{} where {} = %s").format(
+                sql.Identifier(schema), sql.Identifier(table), sql.Identifier(day_column)), [last_day]).rowcount
         conn.commit()
-    return {"day_events_unstaged": staged, "day_visitors_logged": logged}
+    return {"day_events_unstaged": staged, "day_visitors_logged": logged, "day_daily_rows_removed": daily_rows}
+
+
+# the tables with one row per contact (and rule) per day that a daily run extends by its day
+DAILY_TABLES = (("intermediate", "int_contact_features_daily", "score_date"),
+                ("intermediate", "int_contact_rule_hits_daily", "score_date"),
+                ("intermediate", "int_contact_scores_daily", "score_date"),
+                ("marts", "fct_contact_scores_daily", "score_date"),
+                ("marts", "fct_contact_engagement_daily", "activity_date"))
 
 
 def reset_crm(admin: str, start: datetime, end: datetime) -> dict:
