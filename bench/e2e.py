@@ -151,7 +151,7 @@ def make_day_new_to_dbt(admin: str, last_day: str) -> dict:
     attributed events, their visitors go to the attribution's change log from their earliest such event (the
     sessions, facts and touchpoints the run recomputes, as a run with the new day does), and the day's load batches
     leave the applied-input copies (dbt_project/macros/visitor_changes.sql), and the day's rows leave the daily
-    tables (until commit e88d73f they stayed, and the timed build first deleted its own day's 770,000 rows at tier M).
+    tables (until commit e88d73f they stayed, and the timed build first deleted its own day's 750,319 rows at tier M).
     Untimed; the next dbt build stages the day's raw rows again."""
     with psycopg.connect(admin) as conn, conn.cursor() as cur:
         cur.execute("create temp table day_batches on commit drop as select distinct _batch_id from"

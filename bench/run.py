@@ -13,7 +13,8 @@ Stages (each figure is median/min/max over --runs, default 3 for S and 1 for M, 
                  files (dlt: own dataset `dlt_bench`)
     dbt_full     `dbt build --full-refresh`             seconds
     dbt_incr     `dbt build`, vars = the last day, its  seconds, vs the full build
-                 events new to the models (e2e.py)
+                 events new to the models and its rows
+                 gone from the daily tables (e2e.py)
     e2e_day      `handoff run --date <end date>`: the   seconds, vs the 5-minute target; and its dbt stage
                  daily DAG through Airflow for the last (first start to last end of the dbt tasks,
                  day, on the loaded history and marts   from Airflow's metadata DB) vs dbt_incr's one
