@@ -25,9 +25,7 @@
     from the contact's attributes; facts known before L do not change after the lookback (as everywhere here), and
     between L and F − 1 they did not change for a contact outside the set. -#}
 
-{% macro contact_changes_log(relation) -%}
-    {{ return(relation.incorporate(path={'identifier': relation.identifier ~ '__contact_changes'})) }}
-{%- endmacro %}
+{% macro contact_changes_log(relation) -%}{{ return(_suffixed(relation, '__contact_changes')) }}{%- endmacro %}
 
 {% macro contact_watermarks(relation) -%}
     {{ return(relation.incorporate(path={'identifier': 'handoff_contact_watermarks'})) }}
