@@ -55,9 +55,13 @@
     cross join generate_series(0, {{ var('lookback_days') | int }} - 1) as day_offset
 {%- endmacro %}
 
-{#- What a daily run reads of a dense table `relation` (an upstream model): every contact's rows from F to the
-    interval end, and the recomputed contacts' rows on the lookback days (all of them when every contact is). -#}
+{#- What a run reads of a dense table `relation` (an upstream model): on a daily run, every contact's rows from F
+    to the interval end and the recomputed contacts' rows on the lookback days (all of them when every contact is);
+    otherwise every row. -#}
 {% macro recomputed_rows_of(relation, date_column='score_date') -%}
+    {%- if not recomputes_range() -%}
+    select * from {{ relation }}
+    {%- else -%}
     select * from {{ relation }}
     where {{ date_column }} between {{ fresh_start_date() }} and {{ interval_end_date() }}
     union all
@@ -69,6 +73,7 @@
     select * from {{ relation }}
     where {{ date_column }} >= {{ recompute_start_date() }} and {{ date_column }} < {{ fresh_start_date() }}
         and current_setting('handoff.recompute_all')::boolean
+    {%- endif -%}
 {%- endmacro %}
 
 {#- A dense model's pre-hook (after fix_recompute_start): the contacts to recompute on the lookback days, from the

@@ -20,11 +20,7 @@
 with
 
 features as (
-    {% if recomputes_range() %}
     {{ recomputed_rows_of(ref('int_contact_features_daily')) }}
-    {% else %}
-    select * from {{ ref('int_contact_features_daily') }}
-    {% endif %}
 ),
 
 facts as (

@@ -8,19 +8,11 @@
 with
 
 features as (
-    {% if recomputes_range() %}
     {{ recomputed_rows_of(ref('int_contact_features_daily')) }}
-    {% else %}
-    select * from {{ ref('int_contact_features_daily') }}
-    {% endif %}
 ),
 
 behaviour_hits as (
-    {% if recomputes_range() %}
     {{ recomputed_rows_of(ref('int_contact_rule_hits_daily')) }}
-    {% else %}
-    select * from {{ ref('int_contact_rule_hits_daily') }}
-    {% endif %}
 ),
 
 fit_hits as (

@@ -8,11 +8,7 @@
 with
 
 scores as (
-    {% if recomputes_range() %}
     {{ recomputed_rows_of(ref('int_contact_scores_daily')) }}
-    {% else %}
-    select * from {{ ref('int_contact_scores_daily') }}
-    {% endif %}
 ),
 
 settings as (
