@@ -171,25 +171,29 @@ def make_day_new_to_dbt(admin: str, last_day: str) -> dict:
             cur.execute(sql.SQL("delete from intermediate.{} where kind = 'batch' and key::uuid in"
                                 " (select _batch_id from day_batches)").format(sql.Identifier(f"{model}__applied")))
         # the day's rows leave the daily tables too: a real run finds none there (it writes the day first)
+        daily = daily_tables(cur)
         daily_rows = 0
-        for schema, table, day_column in DAILY_TABLES:
-            daily_rows += cur.execute(sql.SQL("delete from {}.{} where {} = %s").format(
-                sql.Identifier(schema), sql.Identifier(table), sql.Identifier(day_column)), [last_day]).rowcount
+        for table, day_column in daily:
+            daily_rows += cur.execute(sql.SQL("delete from {} where {} = %s").format(
+                table, sql.Identifier(day_column)), [last_day]).rowcount
         conn.commit()
     # and leave no dead index entries at the tables' right edge (a real run finds none: its day was never there;
     # the max(day) each model reads first stepped over 422,633 dead rule-hit entries, 5.5 s)
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("vacuum {}").format(sql.SQL(", ").join(
-            sql.Identifier(schema, table) for schema, table, _ in DAILY_TABLES)))
+        conn.execute(sql.SQL("vacuum {}").format(sql.SQL(", ").join(table for table, _ in daily)))
     return {"day_events_unstaged": staged, "day_visitors_logged": logged, "day_daily_rows_removed": daily_rows}
 
 
-# the tables with one row per contact (and rule) per day that a daily run extends by its day
-DAILY_TABLES = (("intermediate", "int_contact_features_daily", "score_date"),
-                ("intermediate", "int_contact_rule_hits_daily", "score_date"),
-                ("intermediate", "int_contact_scores_daily", "score_date"),
-                ("marts", "fct_contact_scores_daily", "score_date"),
-                ("marts", "fct_contact_engagement_daily", "activity_date"))
+def daily_tables(cur) -> list[tuple[sql.Identifier, str]]:
+    """The daily tables (a row per contact, or per rule, per day) and their day columns: the dbt project's own list
+    (vars.tests_on_recomputed_days in dbt_project.yml), each table found in the schema dbt built it in."""
+    import yaml  # noqa: PLC0415 - dbt's dependency; only the bench's setup reads the project file
+
+    days = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())["vars"]["tests_on_recomputed_days"]
+    found = cur.execute("select table_schema, table_name from information_schema.tables"
+                        " where table_name = any(%s) and table_type = 'BASE TABLE'", [list(days)]).fetchall()
+    assert len(found) == len(days), (found, days)
+    return [(sql.Identifier(schema, table), days[table]) for schema, table in found]
 
 
 def reset_crm(admin: str, start: datetime, end: datetime) -> dict:
