@@ -4,6 +4,8 @@
 crm:
   mode: api                 # api (the CRM's REST API, via the handoff_crm Airflow connection) | csv (exports)
   csv_dir: ${HANDOFF_HOME:-.local}/sample/crm_csv
+  csv_max_bad_share: 0.01   # a CSV with more quarantined/read rows than this is rejected (nothing of it loads)
+  csv_dates: {format: iso, timezone: UTC}   # how date cells are written (see CsvDates); per object: dates:
   csv_mapping:              # object -> how its CSV export maps onto the HubSpot v3 object shape
     contacts:
       file: contacts.csv            # default <object>.csv
@@ -11,6 +13,8 @@ crm:
       updated_at_column: Last Modified Date
       created_at_column: Create Date
       columns: {First Name: firstname, ...}   # CSV column label -> property (or associations.<object>)
+      date_columns: [Renewal Date]  # more date-valued columns (labels) besides HubSpot's known date properties
+      dates: {format: month_first, timezone: America/New_York}   # overrides csv_dates for this object
 analytics:
   landing: ${HANDOFF_HOME:-.local}/sample/analytics
   max_bad_share: 0.01
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import os
 import re
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,11 +44,40 @@ DEFAULT_PATH = settings.REPO_ROOT / "config" / "sources.yml"
 CRM_OBJECTS = ("owners", "companies", "contacts", "deals", "meetings", "calls", "tasks")
 HISTORY_OBJECT = "lifecycle_stage_history"  # a CSV of contact lifecycle-stage changes, merged into contacts
 HISTORY_FIELDS = ("value", "timestamp", "sourceType", "sourceId", "updatedByUserId")
+# HubSpot's date-valued properties that the shipped mappings use: a column mapped to one of these (or to a
+# lifecycle-stage date, hs_lifecyclestage_<stage>_date, or hs_date_entered_/hs_date_exited_<stage>) is parsed as
+# a date by the CSV loader, whatever its label (in lifecycle_stage_history: the column mapped to timestamp).
+# Other date columns are named in the object's date_columns.
+HUBSPOT_DATE_PROPERTIES = frozenset({
+    "createdate", "hs_createdate", "lastmodifieddate", "hs_lastmodifieddate", "closedate", "hs_timestamp",
+    "hs_lastactivitydate", "notes_last_updated", "notes_last_contacted", "notes_next_activity_date",
+    "hs_last_sales_activity_timestamp", "first_conversion_date", "recent_conversion_date",
+    "hs_analytics_first_timestamp", "hs_analytics_last_timestamp"})
+_HUBSPOT_DATE_PATTERN = re.compile(r"hs_lifecyclestage_[a-z0-9_]+_date|hs_date_(?:entered|exited)_[a-z0-9_]+")
+DATE_FORMATS = ("iso", "day_first", "month_first")  # or an explicit strptime format (one containing %)
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class SourcesError(ValueError):
     """config/sources.yml is wrong: the message names the file and the key."""
+
+
+def is_hubspot_date_property(name: str) -> bool:
+    return name in HUBSPOT_DATE_PROPERTIES or _HUBSPOT_DATE_PATTERN.fullmatch(name) is not None
+
+
+@dataclass(frozen=True)
+class CsvDates:
+    """How the date cells of a CSV export are written.
+
+    ``format``: ``iso`` (ISO-8601, or epoch milliseconds; the default), ``day_first`` / ``month_first``
+    (``31/12/2026``, ``12/31/2026``, with ``/``, ``.`` or ``-``, optionally followed by ``HH:MM[:SS]`` or a 12-hour
+    time with AM/PM; ISO-8601 values are accepted too), or an explicit ``strptime`` format (``%d.%m.%Y %H:%M``).
+    ``timezone``: the IANA zone of values without an offset (default UTC); values with an offset keep it.
+    """
+
+    format: str = "iso"
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -57,6 +91,18 @@ class CsvObjectMapping:
     created_at_column: str | None = None
     columns: dict[str, str] = field(default_factory=dict)  # CSV label -> property name / associations.<type>
     top_level: bool = False  # owners: fields sit at the top of the object, not under "properties"
+    date_columns: tuple[str, ...] = ()  # labels of date-valued columns besides HubSpot's known date properties
+    dates: CsvDates | None = None  # this object's date format; None = the CSV-wide crm.csv_dates
+
+    def is_date_column(self, label: str) -> bool:
+        """Whether the CSV column ``label`` holds dates: the updated-at/created-at columns, the labels in
+        ``date_columns``, and columns mapped to a HubSpot date property (``is_hubspot_date_property``)."""
+        if label in (self.updated_at_column, self.created_at_column) or label in self.date_columns:
+            return True
+        target = self.columns.get(label)
+        if target is None:
+            return False
+        return target == "timestamp" if self.object_type == HISTORY_OBJECT else is_hubspot_date_property(target)
 
 
 @dataclass(frozen=True)
@@ -64,6 +110,8 @@ class CrmSource:
     mode: str = "api"
     csv_dir: Path | None = None
     csv_mapping: dict[str, CsvObjectMapping] = field(default_factory=dict)
+    csv_max_bad_share: float = 0.01
+    csv_dates: CsvDates = field(default_factory=CsvDates)
 
 
 @dataclass(frozen=True)
@@ -141,7 +189,7 @@ def _mapping(value: Any, where: str) -> dict:
 
 def _crm(block: Any, where: str) -> CrmSource:
     block = _mapping(block, where)
-    _no_unknown(block, {"mode", "csv_dir", "csv_mapping"}, where)
+    _no_unknown(block, {"mode", "csv_dir", "csv_mapping", "csv_max_bad_share", "csv_dates"}, where)
     mode = block.get("mode", "api")
     if mode not in ("api", "csv"):
         raise SourcesError(f"{where}.mode must be 'api' or 'csv', got {mode!r}")
@@ -150,7 +198,28 @@ def _crm(block: Any, where: str) -> CrmSource:
     mapping = parse_csv_mapping(block.get("csv_mapping") or {}, where=f"{where}.csv_mapping")
     if mode == "csv" and not mapping:
         raise SourcesError(f"{where}.csv_mapping is required when mode is csv")
-    return CrmSource(mode=mode, csv_dir=csv_dir_path, csv_mapping=mapping)
+    return CrmSource(mode=mode, csv_dir=csv_dir_path, csv_mapping=mapping,
+                     csv_max_bad_share=float(_number(block, "csv_max_bad_share", 0.01, where, hi=1)),
+                     csv_dates=parse_csv_dates(block.get("csv_dates"), where=f"{where}.csv_dates") or CsvDates())
+
+
+def parse_csv_dates(value: Any, *, where: str = "csv_dates") -> CsvDates | None:
+    """``{format: iso | day_first | month_first | <strptime format>, timezone: <IANA zone>}``; None when absent."""
+    if value is None or isinstance(value, CsvDates):
+        return value
+    block = _mapping(value, where)
+    _no_unknown(block, {"format", "timezone"}, where)
+    fmt = block.get("format", "iso")
+    if not isinstance(fmt, str) or not (fmt in DATE_FORMATS or "%" in fmt):
+        raise SourcesError(f"{where}.format must be one of {', '.join(DATE_FORMATS)} or a strptime format such as "
+                           f"'%d.%m.%Y %H:%M', got {fmt!r}")
+    tz = block.get("timezone", "UTC")
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise SourcesError(f"{where}.timezone must be an IANA time zone such as UTC or Europe/Berlin, "
+                           f"got {tz!r}") from None
+    return CsvDates(format=fmt, timezone=tz)
 
 
 def parse_csv_mapping(block: Any, *, where: str = "csv_mapping") -> dict[str, CsvObjectMapping]:
@@ -164,8 +233,8 @@ def parse_csv_mapping(block: Any, *, where: str = "csv_mapping") -> dict[str, Cs
         if obj not in (*CRM_OBJECTS, HISTORY_OBJECT):
             raise SourcesError(f"{here}: unknown object; known: {', '.join((*CRM_OBJECTS, HISTORY_OBJECT))}")
         spec = _mapping(given, here)
-        _no_unknown(spec, {"file", "id_column", "updated_at_column", "created_at_column", "columns", "top_level"},
-                    here)
+        _no_unknown(spec, {"file", "id_column", "updated_at_column", "created_at_column", "columns", "top_level",
+                           "date_columns", "dates"}, here)
         id_column = spec.get("id_column")
         if not isinstance(id_column, str) or not id_column:
             raise SourcesError(f"{here}.id_column is required: the CSV column holding the record id"
@@ -182,13 +251,23 @@ def parse_csv_mapping(block: Any, *, where: str = "csv_mapping") -> dict[str, Cs
         for key in ("updated_at_column", "created_at_column", "file"):
             if spec.get(key) is not None and not isinstance(spec.get(key), str):
                 raise SourcesError(f"{here}.{key} must be a string")
+        date_columns = spec.get("date_columns") or []
+        if not isinstance(date_columns, list) or not all(isinstance(c, str) and c for c in date_columns):
+            raise SourcesError(f"{here}.date_columns must be a list of CSV column labels")
+        known_labels = {*columns, id_column, spec.get("updated_at_column"), spec.get("created_at_column")}
+        unmapped = [c for c in date_columns if c not in known_labels]
+        if unmapped:
+            raise SourcesError(f"{here}.date_columns: {', '.join(map(repr, unmapped))} not in {here}.columns "
+                               "(map a date column to a property to have it parsed)")
         file = spec.get("file") or f"{obj}.csv"
         if "/" in file or "\\" in file or file.startswith("."):
             raise SourcesError(f"{here}.file must be a file name inside csv_dir, got {file!r}")
         out[obj] = CsvObjectMapping(object_type=obj, file=file, id_column=id_column,
                                     updated_at_column=spec.get("updated_at_column"),
                                     created_at_column=spec.get("created_at_column"),
-                                    columns=dict(columns), top_level=bool(spec.get("top_level", obj == "owners")))
+                                    columns=dict(columns), top_level=bool(spec.get("top_level", obj == "owners")),
+                                    date_columns=tuple(date_columns),
+                                    dates=parse_csv_dates(spec.get("dates"), where=f"{here}.dates"))
     return out
 
 

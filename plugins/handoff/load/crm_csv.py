@@ -9,24 +9,39 @@ as the API returns them. Contacts get ``propertiesWithHistory.lifecyclestage`` (
 
 One object = one batch = one transaction, with the checksum ledger: a file whose exact bytes were loaded before
 is skipped (the contacts batch is skipped only when both the contacts file and the history file were). Rows
-without an id, with an unparseable last-modified date, invalid UTF-8 or the wrong number of fields go to
-``raw.quarantine``. CSV headers are data, never SQL: table names come from the fixed object list and reach SQL
-only through ``psycopg.sql.Identifier``.
+without an id, with an empty or unparseable last-modified date, an unparseable value in any date column, or the
+wrong number of fields go to ``raw.quarantine``.
+
+Rejection (as the analytics loader): when a file's quarantined/read share exceeds ``crm.csv_max_bad_share``,
+nothing of its batch is committed (no records, no quarantine rows, no ledger row), its ``ops.load_log`` row is
+written with status ``rejected`` (the error names the file, the counts and the top reasons), the other objects
+still load, and the call then raises ``CsvRejected`` — the task fails. Because the file is not in the ledger, the
+next run loads it once the mapping (or the export) is fixed. A file that cannot be loaded at all — a mapped id or
+updated-at column missing, duplicate column names, an encoding other than UTF-8 / UTF-8 with BOM / UTF-16 with
+BOM, an empty file — fails the same way with status ``failed``. Every load attempt leaves a load_log row.
+
+Dates: the updated-at/created-at columns, the object's ``date_columns`` and every column mapped to a HubSpot date
+property (``sources.is_hubspot_date_property``; in the history export, the column mapped to ``timestamp``) are
+parsed with the object's date format (``dates:``, else ``crm.csv_dates``; ISO-8601 in UTC by default) and written
+into the record as ISO-8601 UTC with milliseconds (``2026-03-11T14:05:00.000Z``), the API's shape. CSV headers are
+data, never SQL: table names come from the fixed object list and reach SQL only through
+``psycopg.sql.Identifier``.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import logging
 import os
-import re
 import tempfile
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import psycopg
@@ -35,14 +50,27 @@ from psycopg import sql
 from handoff import sources
 from handoff.load import batches, copytext
 from handoff.load.batches import LoadError
-from handoff.sources import HISTORY_OBJECT, CsvObjectMapping
+from handoff.sources import HISTORY_OBJECT, CsvDates, CsvObjectMapping
 
 log = logging.getLogger(__name__)
 
 SOURCE_KIND = "crm_csv"
 RAW_COLUMNS = ("_batch_id", "_loaded_at", "_source", "record_id", "updated_at", "archived", "record")
-_SURROGATE = re.compile("[\udc80-\udcff]")
+DEFAULT_MAX_BAD_SHARE = 0.01
 csv.field_size_limit(16 << 20)
+
+
+class CsvRejected(LoadError):
+    """One or more CSV exports had more bad rows than ``crm.csv_max_bad_share`` allows; nothing of them was
+    committed and none of them is in the ledger, so a rerun after the fix loads them."""
+
+
+class _Rejected(Exception):  # noqa: N818 - internal control flow
+    pass
+
+
+class _AlreadyLoaded(Exception):  # noqa: N818
+    pass
 
 
 def _iso(dt: datetime) -> str:
@@ -50,79 +78,191 @@ def _iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
-def _parse_ts(value: str | None) -> datetime | None:
-    if not value:
+def _numeric_formats(day_first: bool) -> tuple[str, ...]:
+    out = []
+    for sep in "/.-":
+        day = f"%d{sep}%m{sep}%Y" if day_first else f"%m{sep}%d{sep}%Y"
+        out += [f"{day} %H:%M", f"{day} %H:%M:%S", f"{day} %I:%M %p", f"{day} %I:%M:%S %p", day]
+    return tuple(out)
+
+
+class DateReader:
+    """Parses the date cells of one export as configured (``sources.CsvDates``); naive values are taken in the
+    configured time zone. ``parse`` returns None for a value it cannot read."""
+
+    def __init__(self, dates: CsvDates) -> None:
+        self.dates = dates
+        self.tz = ZoneInfo(dates.timezone)
+        if dates.format == "iso":
+            self.formats: tuple[str, ...] = ()
+        elif dates.format in ("day_first", "month_first"):
+            self.formats = _numeric_formats(dates.format == "day_first")
+        else:
+            self.formats = (dates.format,)
+        self._last = self.formats[0] if self.formats else ""
+
+    def describe(self) -> str:
+        fmt = {"iso": "ISO-8601"}.get(self.dates.format, self.dates.format)
+        return f"{fmt}, time zone {self.dates.timezone}"
+
+    def parse(self, value: str) -> datetime | None:
+        text = value.strip()
+        if not text:
+            return None
+        dt = self._strptime(text) if self.formats else None
+        if dt is None and self.dates.format in ("iso", "day_first", "month_first"):
+            try:
+                if text.isdigit() and self.dates.format == "iso":  # epoch milliseconds, as some exports write them
+                    return datetime.fromtimestamp(int(text) / 1000, UTC)
+                if text[:4].isdigit() and text[4:5] == "-":  # ISO-8601 is unambiguous, whatever the format
+                    dt = datetime.fromisoformat(text)
+            except (ValueError, OverflowError, OSError):
+                return None
+        if dt is None:
+            return None
+        return dt.replace(tzinfo=self.tz) if dt.tzinfo is None else dt
+
+    def _strptime(self, text: str) -> datetime | None:
+        for fmt in (self._last, *self.formats):  # an export writes one format: the last that worked goes first
+            try:
+                dt = datetime.strptime(text, fmt)
+            except ValueError:
+                continue
+            self._last = fmt
+            return dt
         return None
-    text = value.strip()
-    try:
-        if text.isdigit():  # epoch milliseconds, as some exports write them
-            return datetime.fromtimestamp(int(text) / 1000, UTC)
-        dt = datetime.fromisoformat(text)
-    except (ValueError, OverflowError, OSError):
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+def _encoding(path: Path) -> str:
+    """The codec of a CSV export from its first bytes: UTF-8 (BOM optional) or UTF-16 with a BOM."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if not head:
+        raise LoadError(f"{path}: empty file (not even a header row); export the object again")
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise LoadError(f"{path}: UTF-32 text (byte-order mark {head[:4].hex(' ')}); handoff reads UTF-8 (with or "
+                        "without BOM) and UTF-16 with a BOM: re-export the file as UTF-8")
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if head.count(0) * 4 >= len(head):
+        raise LoadError(f"{path}: NUL bytes from byte {head.index(0)} on and no byte-order mark: UTF-16 without a "
+                        "BOM (or not text); handoff reads UTF-8 (with or without BOM) and UTF-16 with a BOM: "
+                        "re-export the file as UTF-8")
+    return "utf-8"
+
+
+def _decoding_error(path: Path, encoding: str) -> str:
+    """Where the first byte that does not decode is: byte offset, physical line, the bytes and why."""
+    bom = {"utf-8-sig": len(codecs.BOM_UTF8), "utf-16": 2}.get(encoding, 0)
+    with open(path, "rb") as fh:
+        first = fh.read(bom)
+        plain = "utf-8" if encoding != "utf-16" else ("utf-16-le" if first == codecs.BOM_UTF16_LE else "utf-16-be")
+        decoder = codecs.getincrementaldecoder(plain)("strict")
+        offset, newlines = bom, 0
+        while True:
+            chunk = fh.read(1 << 20)
+            pending, _ = decoder.getstate()
+            try:
+                newlines += decoder.decode(chunk, final=not chunk).count("\n")
+            except UnicodeDecodeError as exc:
+                at = offset - len(pending) + exc.start
+                newlines += exc.object[:exc.start].decode(plain, errors="replace").count("\n")
+                bad = exc.object[exc.start:exc.end]
+                name = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": f"UTF-16 ({plain[-2:].upper()})"}[encoding]
+                return (f"{path}: not valid {name} at byte {at} (line {newlines + 1}): {bad!r} ({exc.reason}); handoff "
+                        "reads UTF-8 (with or without BOM) and UTF-16 with a BOM — an export in another encoding "
+                        "(such as Windows-1252) must be re-exported as UTF-8")
+            if not chunk:
+                return f"{path}: cannot be decoded as {encoding}"
+            offset += len(chunk)
 
 
 def _rows(path: Path) -> Iterator[tuple[int, list[str] | None, str | None]]:
     """(line number, fields, None) per row, or (line, None, reason) for a row the csv module cannot read.
-    Decoding keeps invalid UTF-8 as surrogates so the row can be quarantined rather than the file failing."""
-    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+    A byte that does not decode fails the file (LoadError naming byte offset and line)."""
+    encoding = _encoding(path)
+    with open(path, encoding=encoding, errors="strict", newline="") as fh:
         reader = csv.reader(fh)
         while True:
             try:
                 row = next(reader)
             except StopIteration:
                 return
+            except UnicodeDecodeError:
+                raise LoadError(_decoding_error(path, encoding)) from None
             except csv.Error as exc:
                 yield reader.line_num, None, f"unreadable CSV row: {exc}"
                 continue
             yield reader.line_num, row, None
 
 
-def _read_history(path: Path, mapping: CsvObjectMapping, quarantine: batches.Quarantine | None
-                  ) -> dict[str, list[dict[str, Any]]]:
+def _blank(row: list[str]) -> bool:
+    return not row or row == [""]
+
+
+def _read_history(path: Path, mapping: CsvObjectMapping, dates: DateReader, quarantine: batches.Quarantine
+                  ) -> tuple[dict[str, list[dict[str, Any]]], int, int]:
+    """The lifecycle-stage history by contact id (newest first), rows read, rows quarantined."""
     history: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rows = _rows(path)
     header = _header(path, rows, mapping)
     index = {label: i for i, label in enumerate(header)}
+    date_labels = [label for label in mapping.columns if label in index and mapping.is_date_column(label)]
+    read = bad = 0
     for line, row, problem in rows:
+        if row is not None and _blank(row):
+            continue
+        read += 1
+        reason = ""
         if row is None:
             reason = f"{path.name}: {problem}"
         elif len(row) != len(header):
-            reason = None if row == [""] else f"{path.name}: row has {len(row)} fields, the header has {len(header)}"
-        elif _SURROGATE.search("".join(row)):
-            reason = f"{path.name}: invalid UTF-8"
-        else:
-            reason = ""
-        if reason is None:
-            continue
+            reason = f"{path.name}: row has {len(row)} fields, the header has {len(header)}"
+        elif not row[index[mapping.id_column]].strip():
+            reason = f"{path.name}: missing id ({mapping.id_column} is empty)"
+        parsed: dict[str, str | None] = {}
+        if not reason:
+            for label in date_labels:
+                value = row[index[label]]
+                dt = dates.parse(value)
+                if dt is None and value.strip():
+                    reason = f"{path.name}: unparseable {label}: {value!r}"
+                    break
+                parsed[label] = _iso(dt) if dt else None
         if reason:
-            if quarantine is not None:
-                quarantine.add(line, None, ",".join(row or []).encode("utf-8", "surrogateescape"), reason)
+            bad += 1
+            quarantine.add(line, None, ",".join(row or []), reason)
             continue
-        contact_id = row[index[mapping.id_column]].strip()
-        entry = {field: None for field in sources.HISTORY_FIELDS}
+        entry = {name: None for name in sources.HISTORY_FIELDS}
         for label, target in mapping.columns.items():
             if label in index:
-                entry[target] = row[index[label]] or None
-        if contact_id:
-            history[contact_id].append(entry)
-    for entries in history.values():  # newest first, as the API returns them
-        entries.sort(key=lambda e: _parse_ts(e.get("timestamp")) or datetime.min.replace(tzinfo=UTC), reverse=True)
-    return history
+                entry[target] = parsed[label] if label in parsed else (row[index[label]] or None)
+        history[row[index[mapping.id_column]].strip()].append(entry)
+    for entries in history.values():  # newest first, as the API returns them (ISO-8601 UTC sorts as text)
+        entries.sort(key=lambda e: e.get("timestamp") or "", reverse=True)
+    return history, read, bad
 
 
 def _header(path: Path, rows: Iterator, mapping: CsvObjectMapping) -> list[str]:
+    """The header row, checked: no duplicate names, the mapped id and updated-at columns present."""
+    where = f"crm.csv_mapping.{mapping.object_type}"
     try:
         _, header, problem = next(rows)
     except StopIteration:
-        return []
+        raise LoadError(f"{path}: empty file (not even a header row); export the object again") from None
     if header is None:
         raise LoadError(f"{path}: the header row cannot be read ({problem})")
     header = [h.strip() for h in header]
-    if mapping.id_column not in header:
-        raise LoadError(f"{path}: no column {mapping.id_column!r} (crm.csv_mapping.{mapping.object_type}.id_column in "
-                        f"config/sources.yml); the header has: {', '.join(repr(h) for h in header[:20])}")
+    dups = [label for label, n in Counter(header).items() if n > 1]
+    if dups:
+        raise LoadError(f"{path}: duplicate column name(s) in the header: {', '.join(repr(d) for d in dups)} — their "
+                        "values would overwrite each other; rename or drop the duplicates in the export")
+    for key, label in (("id_column", mapping.id_column), ("updated_at_column", mapping.updated_at_column)):
+        if label and label not in header:
+            raise LoadError(f"{path}: no column {label!r} ({where}.{key} in config/sources.yml); the header "
+                            f"has: {', '.join(repr(h) for h in header[:20])}")
     missing = [label for label in mapping.columns if label not in header]
     if missing:
         log.warning("%s: mapped column(s) not in the file, their properties load as null: %s", path, missing)
@@ -132,26 +272,45 @@ def _header(path: Path, rows: Iterator, mapping: CsvObjectMapping) -> list[str]:
 class _Builder:
     """Turns CSV rows of one object into HubSpot-shaped records."""
 
-    def __init__(self, mapping: CsvObjectMapping, header: list[str], history: Mapping[str, list] | None) -> None:
+    def __init__(self, mapping: CsvObjectMapping, header: list[str], history: Mapping[str, list] | None,
+                 dates: DateReader) -> None:
         self.mapping = mapping
         self.header = header
         self.history = history
+        self.dates = dates
         self.id_i = header.index(mapping.id_column)
         self.upd_i = header.index(mapping.updated_at_column) if mapping.updated_at_column in header else None
         self.crt_i = header.index(mapping.created_at_column) if mapping.created_at_column in header else None
-        self.mapped = [(i, mapping.columns[label]) for i, label in enumerate(header) if label in mapping.columns]
+        self.mapped = [(i, mapping.columns[label], mapping.is_date_column(label))
+                       for i, label in enumerate(header) if label in mapping.columns]
         special = {mapping.id_column, mapping.updated_at_column, mapping.created_at_column}
         self.extra = [(i, label) for i, label in enumerate(header)
                       if label not in mapping.columns and label not in special]
 
-    def build(self, row: list[str]) -> tuple[str, datetime | None, dict[str, Any]]:
+    def build(self, row: list[str]) -> tuple[str, datetime | None, dict[str, Any] | str]:
+        """(record id, updated at, record) — or (record id, None, reason) when a date cell does not parse."""
         record_id = row[self.id_i].strip()
-        updated = _parse_ts(row[self.upd_i]) if self.upd_i is not None else None
-        created = _parse_ts(row[self.crt_i]) if self.crt_i is not None else None
+        updated = created = None
+        if self.upd_i is not None:
+            updated = self.dates.parse(row[self.upd_i])
+            if updated is None:
+                return record_id, None, f"unparseable {self.header[self.upd_i]}: {row[self.upd_i]!r}"
+        if self.crt_i is not None:
+            created = self.dates.parse(row[self.crt_i])
+            if created is None and row[self.crt_i].strip():
+                return record_id, None, f"unparseable {self.header[self.crt_i]}: {row[self.crt_i]!r}"
         fields: dict[str, Any] = {}
         associations: dict[str, Any] = {}
-        for i, target in self.mapped:
+        for i, target, is_date in self.mapped:
             value = row[i] if row[i] != "" else None
+            if is_date and value is not None:
+                dt = updated if i == self.upd_i else created if i == self.crt_i else self.dates.parse(value)
+                if dt is None:
+                    if not value.strip():
+                        fields[target] = None
+                        continue
+                    return record_id, None, f"unparseable {self.header[i]}: {value!r}"
+                value = _iso(dt)
             if target.startswith("associations."):
                 ids = [x.strip() for x in (value or "").replace(",", ";").split(";") if x.strip()]
                 associations[target.split(".", 1)[1]] = {"results": [{"id": x} for x in ids]}
@@ -176,8 +335,16 @@ class _Builder:
         return record_id, updated, record
 
 
+def _share_problem(path: Path, bad: int, read: int, max_bad_share: float) -> str | None:
+    if read and bad / read > max_bad_share:
+        return (f"{path}: {bad} of {read} rows bad ({bad / read:.2%} > crm.csv_max_bad_share "
+                f"{max_bad_share:.2%})")
+    return None
+
+
 def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapping,
-                 history_mapping: CsvObjectMapping | None, interval_end: datetime) -> dict[str, Any] | None:
+                 history_mapping: CsvObjectMapping | None, interval_end: datetime, *, max_bad_share: float,
+                 dates: CsvDates) -> dict[str, Any] | None:
     path = csv_dir / mapping.file
     if not path.exists():
         log.info("%s: no export file, skipped", path)
@@ -194,77 +361,140 @@ def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapp
         return {"status": "skipped", "rows_loaded": 0, "rows_quarantined": 0}
     batch_id, started = uuid.uuid4(), batches.now()
     source = str(path)
+    reader = DateReader(mapping.dates or dates)
     table = sql.Identifier("raw", f"crm_{mapping.object_type}")
     prefix = f"{batch_id}\t{started.isoformat()}\t{copytext.field(source)}\t".encode()
+    loaded = 0
     with tempfile.SpooledTemporaryFile(max_size=4 << 20) as qspool:
         quarantine = batches.Quarantine(batch_id, started, source, qspool)
-        history = _read_history(hist_path, history_mapping, quarantine) \
-            if hist_path is not None and history_mapping is not None and hist_path in shas else None
-        loaded = 0
-        with conn.transaction(), conn.cursor() as cur:
-            batches.begin_batch(cur, batch_id, source=source, source_kind=SOURCE_KIND, interval_start=None,
-                                interval_end=interval_end, started_at=started, sha256=shas[path])
-            for p, sha in shas.items():
-                batches.claim_file(cur, sha256=sha, path=p, file_date=None, batch_id=batch_id, loaded_at=started)
-            rows = _rows(path)
-            header = _header(path, rows, mapping)
-            builder = _Builder(mapping, header, history) if header else None
-            stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(table, sql.SQL(", ").join(map(sql.Identifier,
-                                                                                           RAW_COLUMNS)))
-            with cur.copy(stmt) as copy:
-                for line, row, problem in rows if builder else ():
-                    raw = ",".join(row) if row is not None else None
-                    if row is None:
-                        quarantine.add(line, None, raw, problem or "unreadable CSV row")
-                        continue
-                    if len(row) != len(header):
-                        if len(row) == 1 and row[0] == "":
-                            continue  # a blank line
-                        quarantine.add(line, None, raw, f"row has {len(row)} fields, the header has {len(header)}")
-                        continue
-                    if _SURROGATE.search(raw):
-                        quarantine.add(line, None, raw.encode("utf-8", "surrogateescape"), "invalid UTF-8")
-                        continue
-                    record_id, updated, record = builder.build(row)
-                    if not record_id:
-                        quarantine.add(line, None, raw, f"missing id ({mapping.id_column} is empty)")
-                        continue
-                    if mapping.updated_at_column and updated is None:
-                        quarantine.add(line, record_id, raw, f"unparseable {mapping.updated_at_column}: "
-                                       f"{row[builder.upd_i] if builder.upd_i is not None else ''!r}")
-                        continue
-                    if "\x00" in raw:
-                        quarantine.add(line, record_id, raw, "NUL character: PostgreSQL cannot store it")
-                        continue
-                    copy.write(prefix + copytext.field(record_id).encode() + b"\t"
-                               + (updated.isoformat().encode() if updated else copytext.NULL_B)
-                               + b"\tf\t" + copytext.escape_bytes(orjson.dumps(record)) + b"\n")
-                    loaded += 1
-            quarantine.copy_into(cur)
-            batches.finish_batch(cur, batch_id, rows_read=loaded + quarantine.count, rows_loaded=loaded,
-                                 rows_quarantined=quarantine.count)
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                batches.begin_batch(cur, batch_id, source=source, source_kind=SOURCE_KIND, interval_start=None,
+                                    interval_end=interval_end, started_at=started, sha256=shas[path])
+                for p, sha in shas.items():
+                    if not batches.claim_file(cur, sha256=sha, path=p, file_date=None, batch_id=batch_id,
+                                              loaded_at=started):
+                        raise _AlreadyLoaded
+                history, hist_read, hist_bad = None, 0, 0
+                if hist_path is not None and history_mapping is not None and hist_path in shas:
+                    hist_reader = DateReader(history_mapping.dates or dates)
+                    history, hist_read, hist_bad = _read_history(hist_path, history_mapping, hist_reader, quarantine)
+                rows = _rows(path)
+                header = _header(path, rows, mapping)
+                builder = _Builder(mapping, header, history, reader)
+                stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                    table, sql.SQL(", ").join(map(sql.Identifier, RAW_COLUMNS)))
+                with cur.copy(stmt) as copy:
+                    for line, row, problem in rows:
+                        if row is None:
+                            quarantine.add(line, None, None, problem or "unreadable CSV row")
+                            continue
+                        if len(row) != len(header):
+                            if _blank(row):
+                                continue
+                            quarantine.add(line, None, ",".join(row),
+                                           f"row has {len(row)} fields, the header has {len(header)}")
+                            continue
+                        record_id, updated, record = builder.build(row)
+                        if not record_id:
+                            quarantine.add(line, None, ",".join(row), f"missing id ({mapping.id_column} is empty)")
+                            continue
+                        if isinstance(record, str):
+                            quarantine.add(line, record_id, ",".join(row), record)
+                            continue
+                        if any("\x00" in cell for cell in row):
+                            quarantine.add(line, record_id, ",".join(row), "NUL character: PostgreSQL cannot store it")
+                            continue
+                        copy.write(prefix + copytext.field(record_id).encode() + b"\t"
+                                   + (updated.isoformat().encode() if updated else copytext.NULL_B)
+                                   + b"\tf\t" + copytext.escape_bytes(orjson.dumps(record)) + b"\n")
+                        loaded += 1
+                obj_bad = quarantine.count - hist_bad
+                problems = [p for p in (_share_problem(path, obj_bad, loaded + obj_bad, max_bad_share),
+                                        _share_problem(hist_path, hist_bad, hist_read, max_bad_share)
+                                        if hist_path is not None else None) if p]
+                if problems:
+                    raise _Rejected(
+                        f"{'; '.join(problems)}; top reasons: {quarantine.top_reasons()}; first: "
+                        f"{'; '.join(quarantine.examples[:3])} (dates read as {reader.describe()})")
+                quarantine.copy_into(cur)
+                batches.finish_batch(cur, batch_id, rows_read=loaded + quarantine.count, rows_loaded=loaded,
+                                     rows_quarantined=quarantine.count)
+        except _AlreadyLoaded:
+            return {"status": "skipped", "rows_loaded": 0, "rows_quarantined": 0}
+        except _Rejected as exc:
+            batches.record_failed_batch(conn, batch_id, source=source, source_kind=SOURCE_KIND, interval_start=None,
+                                        interval_end=interval_end, started_at=started, status="rejected",
+                                        error=str(exc), rows_read=loaded + quarantine.count, rows_loaded=0,
+                                        rows_quarantined=quarantine.count, sha256=shas[path])
+            raise
+        except Exception as exc:
+            error = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
+            _record_failure(conn, batch_id, source, interval_end, error[:2000], sha256=shas[path], started=started)
+            raise
     log.info("%s: %d loaded, %d quarantined", path, loaded, quarantine.count)
     return {"status": "loaded", "batch_id": str(batch_id), "rows_loaded": loaded,
             "rows_quarantined": quarantine.count}
 
 
+def _record_failure(conn: psycopg.Connection, batch_id: uuid.UUID, source: str, interval_end: datetime, error: str,
+                    *, sha256: str | None, started: datetime | None = None) -> None:
+    """The load_log row (status failed) of a CSV load that could not be done, in a transaction of its own."""
+    try:
+        if conn.closed or conn.broken:
+            return
+        batches.record_failed_batch(conn, batch_id, source=source, source_kind=SOURCE_KIND, interval_start=None,
+                                    interval_end=interval_end, started_at=started or batches.now(),
+                                    status="failed", error=error, sha256=sha256)
+    except psycopg.Error:
+        log.exception("could not record the failure of %s in ops.load_log", source)
+
+
 def load_crm_csv(conninfo: str, csv_dir: str | os.PathLike, mapping: Mapping[str, Any], *,
-                 interval_end: datetime) -> dict:
-    """Load every configured object's CSV export from ``csv_dir`` (skipping files already in the ledger)."""
-    csv_dir = Path(os.path.expandvars(os.fspath(csv_dir))).expanduser()
-    if not csv_dir.is_dir():
-        raise LoadError(f"CRM CSV folder {csv_dir} does not exist (crm.csv_dir in config/sources.yml)")
+                 interval_end: datetime, max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
+                 dates: CsvDates | Mapping[str, Any] | None = None) -> dict:
+    """Load every configured object's CSV export from ``csv_dir`` (skipping files already in the ledger).
+
+    ``max_bad_share`` and ``dates`` are ``crm.csv_max_bad_share`` and ``crm.csv_dates`` (an object's own
+    ``dates:`` wins). Every object is attempted; afterwards ``CsvRejected`` (only rejections) or ``LoadError``
+    (a file could not be loaded) is raised naming each file that was not committed."""
     parsed = sources.parse_csv_mapping(dict(mapping), where="crm.csv_mapping")
+    csv_dates = sources.parse_csv_dates(dates, where="crm.csv_dates") or CsvDates()
+    csv_dir = Path(os.path.expandvars(os.fspath(csv_dir))).expanduser()
     history = parsed.get(HISTORY_OBJECT)
     summary: dict[str, Any] = {"objects": {}, "rows_loaded": 0, "rows_quarantined": 0}
+    rejected: list[str] = []
+    failed: list[str] = []
     with psycopg.connect(conninfo) as conn:
+        if not csv_dir.is_dir():
+            error = f"CRM CSV folder {csv_dir} does not exist (crm.csv_dir in config/sources.yml)"
+            _record_failure(conn, uuid.uuid4(), str(csv_dir), interval_end, error, sha256=None)
+            raise LoadError(error)
         for obj, spec in parsed.items():
             if obj == HISTORY_OBJECT:
                 continue
-            res = _load_object(conn, csv_dir, spec, history if obj == "contacts" else None, interval_end)
+            try:
+                res = _load_object(conn, csv_dir, spec, history if obj == "contacts" else None, interval_end,
+                                   max_bad_share=max_bad_share, dates=csv_dates)
+            except _Rejected as exc:
+                rejected.append(str(exc))
+                summary["objects"][obj] = {"status": "rejected", "rows_loaded": 0, "rows_quarantined": 0}
+                log.error("rejected %s", exc)
+                continue
+            except LoadError as exc:
+                failed.append(str(exc))
+                summary["objects"][obj] = {"status": "failed", "rows_loaded": 0, "rows_quarantined": 0}
+                log.error("failed %s", exc)
+                continue
             if res is None:
                 continue
             summary["objects"][obj] = res
             summary["rows_loaded"] += res["rows_loaded"]
             summary["rows_quarantined"] += res["rows_quarantined"]
+    if rejected or failed:
+        cls = LoadError if failed else CsvRejected
+        raise cls(f"{len(rejected) + len(failed)} CRM CSV export(s) not loaded — nothing of them was committed or "
+                  "ledgered (the other objects were loaded). Fix the export or its mapping in config/sources.yml "
+                  "(crm.csv_mapping, crm.csv_dates), or raise crm.csv_max_bad_share, then rerun:\n"
+                  + "\n".join([*failed, *rejected]))
     return summary
