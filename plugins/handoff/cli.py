@@ -1,6 +1,7 @@
 """``handoff`` — the command line: local warehouse, sample data, CRM sandbox, daily run, push, demo.
 
-Every command has ``--help``; errors exit non-zero with a sentence that says what to do.
+Every command has ``--help``; errors exit non-zero with a sentence that says what to do — including an invalid
+``config/sources.yml`` or funnel definition (one ``handoff: error: ...`` line naming the file and key, no traceback).
 """
 
 from __future__ import annotations
@@ -219,11 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "_missing", None):
         raise CliError(f"`handoff {args.command}` is unavailable: {args._missing}")
+    from handoff.funnel import FunnelDefinitionError  # noqa: PLC0415
+    from handoff.sources import SourcesError  # noqa: PLC0415
     from handoff.warehouse import WarehouseError  # noqa: PLC0415
 
     try:
         return int(args.func(args) or 0)
-    except WarehouseError as exc:
+    except (WarehouseError, SourcesError, FunnelDefinitionError) as exc:  # the message says what to fix
         raise CliError(str(exc)) from None
     except KeyboardInterrupt:
         return 130

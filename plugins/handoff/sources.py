@@ -161,8 +161,11 @@ def load(path: str | os.PathLike | None = None) -> Sources:
         return parse({}, where=str(cfg_path))
     try:
         data = yaml.safe_load(cfg_path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SourcesError(f"{cfg_path}: not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # one line: the problem and where
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise SourcesError(f"{cfg_path}: not valid YAML: {problem}{where}") from None
     return parse(data, where=str(cfg_path))
 
 
@@ -257,8 +260,8 @@ def parse_csv_mapping(block: Any, *, where: str = "csv_mapping") -> dict[str, Cs
         known_labels = {*columns, id_column, spec.get("updated_at_column"), spec.get("created_at_column")}
         unmapped = [c for c in date_columns if c not in known_labels]
         if unmapped:
-            raise SourcesError(f"{here}.date_columns: {', '.join(map(repr, unmapped))} not in {here}.columns "
-                               "(map a date column to a property to have it parsed)")
+            raise SourcesError(f"{here}.date_columns: {', '.join(map(repr, unmapped))} not among the columns "
+                               "mapped in columns: (map a date column to a property to have it parsed)")
         file = spec.get("file") or f"{obj}.csv"
         if "/" in file or "\\" in file or file.startswith("."):
             raise SourcesError(f"{here}.file must be a file name inside csv_dir, got {file!r}")

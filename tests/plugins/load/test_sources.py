@@ -38,8 +38,38 @@ def test_defaults_and_expansion(monkeypatch, tmp_path):
     ({"analytics": {"landing": "s3://bucket/x"}}, "analytics.landing: object-store URLs are not supported"),
     ({"analytics": {"landing": "${NOPE_NOT_SET}/x"}}, "environment variable NOPE_NOT_SET is not set"),
     ({"analytics": {"landng": "x"}}, "analytics: unknown key(s) landng"),
+    ({"crm": {"csv_max_bad_share": -0.1}}, "crm.csv_max_bad_share must be between 0 and 1, got -0.1"),
+    ({"crm": {"csv_dates": {"format": "dd/mm/yyyy"}}},
+     "crm.csv_dates.format must be one of iso, day_first, month_first or a strptime format"),
+    ({"crm": {"csv_dates": {"timezone": "Mars/Olympus"}}},
+     "crm.csv_dates.timezone must be an IANA time zone such as UTC or Europe/Berlin, got 'Mars/Olympus'"),
+    ({"crm": {"csv_dates": {"fmt": "iso"}}}, "crm.csv_dates: unknown key(s) fmt"),
+    ({"crm": {"csv_mapping": {"deals": {"id_column": "Record ID", "date_columns": ["Renewal"]}}}},
+     "crm.csv_mapping.deals.date_columns: 'Renewal' not among the columns mapped in columns:"),
+    ({"crm": {"csv_mapping": {"deals": {"id_column": "Record ID", "dates": {"format": "day_frist"}}}}},
+     "crm.csv_mapping.deals.dates.format must be one of"),
 ])
 def test_errors_name_the_key(data, message):
     with pytest.raises(sources.SourcesError) as info:
         sources.parse(data, where="sources.yml")
     assert message in str(info.value)
+
+
+def test_date_columns_explicit_known_hubspot_and_stage_dates():
+    cfg = sources.parse({"crm": {"csv_dates": {"format": "day_first", "timezone": "Europe/Berlin"}, "csv_mapping": {
+        "contacts": {"id_column": "Record ID", "updated_at_column": "Last Modified Date",
+                     "columns": {"Became a Marketing Qualified Lead Date":
+                                 "hs_lifecyclestage_marketingqualifiedlead_date",
+                                 "Renewal": "renewal_on", "Email": "email", "Close Date": "closedate"},
+                     "date_columns": ["Renewal"], "dates": {"format": "%d.%m.%Y"}},
+        "lifecycle_stage_history": {"id_column": "Contact ID", "columns": {"Changed At": "timestamp",
+                                                                           "Lifecycle Stage": "value"}}}}})
+    assert cfg.crm.csv_dates == sources.CsvDates("day_first", "Europe/Berlin")
+    contacts = cfg.crm.csv_mapping["contacts"]
+    assert contacts.dates == sources.CsvDates("%d.%m.%Y", "UTC")
+    assert [label for label in ("Last Modified Date", "Became a Marketing Qualified Lead Date", "Renewal", "Email",
+                                "Close Date") if contacts.is_date_column(label)] == [
+        "Last Modified Date", "Became a Marketing Qualified Lead Date", "Renewal", "Close Date"]
+    history = cfg.crm.csv_mapping["lifecycle_stage_history"]
+    assert (history.is_date_column("Changed At"), history.is_date_column("Lifecycle Stage")) == (True, False)
+    assert sources.load().crm.csv_max_bad_share == 0.01  # the shipped default
