@@ -217,18 +217,18 @@ def _read_history(path: Path, mapping: CsvObjectMapping, dates: DateReader, quar
         read += 1
         reason = ""
         if row is None:
-            reason = f"{path.name}: {problem}"
+            reason = f"{path.name}, {problem}"
         elif len(row) != len(header):
-            reason = f"{path.name}: row has {len(row)} fields, the header has {len(header)}"
+            reason = f"{path.name}, row has {len(row)} fields, the header has {len(header)}"
         elif not row[index[mapping.id_column]].strip():
-            reason = f"{path.name}: missing id ({mapping.id_column} is empty)"
+            reason = f"{path.name}, missing id ({mapping.id_column} is empty)"
         parsed: dict[str, str | None] = {}
         if not reason:
             for label in date_labels:
                 value = row[index[label]]
                 dt = dates.parse(value)
                 if dt is None and value.strip():
-                    reason = f"{path.name}: unparseable {label}: {value!r}"
+                    reason = f"{path.name}, unparseable {label}: {value!r}"
                     break
                 parsed[label] = _iso(dt) if dt else None
         if reason:
