@@ -353,7 +353,12 @@ def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapp
     hist_path = csv_dir / history_mapping.file if history_mapping is not None else None
     if hist_path is not None and hist_path.exists():
         files.append(hist_path)
-    shas = {p: batches.sha256_file(p) for p in files}
+    try:
+        shas = {p: batches.sha256_file(p) for p in files}
+    except OSError as exc:
+        error = f"{exc.filename or path}: cannot be read: {exc.strerror or exc}"
+        _record_failure(conn, uuid.uuid4(), str(path), interval_end, error, sha256=None)
+        raise LoadError(error) from exc
     with conn.cursor() as cur:
         known = batches.known_checksums(cur, shas.values())
     conn.commit()
