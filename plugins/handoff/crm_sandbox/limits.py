@@ -113,6 +113,7 @@ class RateLimiter:
         self._windows: dict[str, deque[float]] = {}
         self._days: dict[str, tuple[str, int]] = {}
         self._lock = threading.Lock()
+        self.refused = 0  # requests answered 429 by this limiter (tests read it)
 
     def check(self, token: str) -> RateDecision:
         now = self.clock()
@@ -146,6 +147,8 @@ class RateLimiter:
             if self.daily is not None:
                 headers["X-HubSpot-RateLimit-Daily"] = str(self.daily)
                 headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(max(0, self.daily - used_today))
+            if not decision.allowed:
+                self.refused += 1
             if not decision.allowed and self.send_headers:
                 headers["Retry-After"] = str(decision.retry_after_s)
             return decision
