@@ -169,3 +169,16 @@ def test_the_queue_is_read_by_column_name_up_to_as_of(wh, crm, clock):
     make_queue(wh, [queue_row(1), late])
     summary = run(wh, handle, clock)
     assert (summary["queued"], summary["tasks_created"]) == (1, 1)
+
+
+def test_an_account_without_handoffs_custom_properties_refuses_the_push_and_says_which(wh, crm, clock):
+    """HubSpot answers a write to a property the account lacks with 400 PROPERTY_DOESNT_EXIST for the whole batch;
+    the push writes nothing, keeps every SQL for the next run and logs the property by name."""
+    handle = crm(2, properties=False)
+    make_queue(wh, [queue_row(1), queue_row(2)])
+    with pytest.raises(CrmUnavailable, match="2 new SQLs wait for the next run"):
+        run(wh, handle, clock)
+    reasons = {r["reason"] for r in log_rows(wh, "action = 'update_contact'")}
+    assert reasons and all("PROPERTY_DOESNT_EXIST" in r and "handoff_score" in r for r in reasons), reasons
+    assert Api(handle.url).stages() == {"1": "marketingqualifiedlead", "2": "marketingqualifiedlead"}
+    assert calls(handle.stats(), "POST /crm/v3/objects/tasks/batch/create") == 0
