@@ -283,3 +283,13 @@ def test_the_state_file_is_owner_only(tmp_path):
         assert stat.S_IMODE(loose.stat().st_mode) == 0o600  # an existing world-readable state is tightened
     finally:
         os.umask(old)
+
+
+def test_the_docs_limits_table_is_the_code_table():
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "crm-sandbox.md").read_text()
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].startswith("`") and cells[1].isdigit():
+            rows[cells[0].strip("`")] = (int(cells[1]), cells[4])
+    assert rows == {name: (limit.value, limit.source) for name, limit in LIMITS.items()}
