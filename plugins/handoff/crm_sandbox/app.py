@@ -696,6 +696,9 @@ class SandboxApp:
                     continue
                 to_type, label = target
                 target_rec = self.store.get(conn, to_type, int(to_id))
+                if target_rec is None and (survivor := self.store.merged_into(conn, to_type, int(to_id))):
+                    target_rec = self.store.get(conn, to_type, survivor)  # a merged-away id stands for the survivor
+                    to_id = str(survivor)
                 if target_rec is None or target_rec.archived:
                     check.problems.append(PropertyProblem(
                         f"associations[{n}]", "ASSOCIATION_TARGET_NOT_FOUND",
