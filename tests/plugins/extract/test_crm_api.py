@@ -30,8 +30,10 @@ def sandbox(tmp_path):
 
 
 def client_for(handle, clock: Clock | None = None) -> CrmClient:
-    """A client for the sandbox; with ``clock`` (the sandbox's), its rate limiters wait on that clock instead of
-    sleeping, so the search pacing (5 a second) costs no real time."""
+    """A client for the sandbox whose rate limiters wait on the sandbox's clock (``clock``, else the fixture's) instead
+    of sleeping: the search pacing (5 a second) costs no real time, and the sandbox's search limiter sees it (its
+    clock only moves when a test sets it or the client waits)."""
+    clock = clock or getattr(handle, "clock", None)
     limiter = RateLimiter(10_000, 1.0, clock=clock, sleep=clock.sleep) if clock else RateLimiter(10_000, 1.0)
     return CrmClient(handle.url, TOKEN, rate_limiter=limiter, sleep=lambda s: None)
 
