@@ -34,6 +34,7 @@ from .model import (
     check_property_writes,
     custom_property_problems,
     iso_from_ms,
+    singular,
     stage_dates,
     validation_message,
 )
@@ -855,7 +856,7 @@ class SandboxApp:
         return {"name": definition["name"], "label": definition.get("label") or definition["name"],
                 "type": definition.get("type") or "string", "fieldType": definition.get("fieldType") or "text",
                 "description": definition.get("description") or "",
-                "groupName": definition.get("groupName") or f"{object_type[:-1]}information",
+                "groupName": definition.get("groupName") or f"{singular(object_type)}information",
                 "options": definition.get("options") or [], "hasUniqueValue": bool(definition.get("hasUniqueValue")),
                 "hubspotDefined": hubspot_defined, "formField": bool(definition.get("formField")),
                 "calculated": False, "externalOptions": False, "hidden": False, "archived": False,

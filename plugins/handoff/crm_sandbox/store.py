@@ -31,6 +31,7 @@ from .model import (
     canonical_type,
     parse_datetime_ms,
     reverse_label,
+    singular,
     stage_dates_from_history,
 )
 
@@ -128,7 +129,8 @@ class Store:
         # The state holds contacts' emails and phones: owner-only (0600) from the first byte, whatever the umask.
         # SQLite gives its -wal and -shm files the database file's mode.
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        os.chmod(self.path, 0o600)
+        if self.path.stat().st_mode & 0o077:
+            os.chmod(self.path, 0o600)  # an older, looser state file (ours: a file we do not own raises here)
         self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -376,7 +378,7 @@ class Store:
             # The objects came from an account that has every property they carry: register the custom ones.
             for name in sorted(set(record.properties) - known):
                 self.save_property(conn, kind, {"name": name, "label": name, "type": "string", "fieldType": "text",
-                                                "groupName": f"{kind[:-1]}information", "description": "",
+                                                "groupName": f"{singular(kind)}information", "description": "",
                                                 "hasUniqueValue": name == UNIQUE_PROPERTIES.get(kind)})
                 known.add(name)
             for merged in str(record.properties.get(MERGED_IDS_PROPERTY) or "").split(";"):
