@@ -55,7 +55,7 @@ _GDPR_DELETE = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/gdpr-delete/?$")
 _PROPERTIES = re.compile(r"^/crm/v3/properties/(?P<type>[^/]+)/?$")
 _PROPERTY = re.compile(r"^/crm/v3/properties/(?P<type>[^/]+)/(?P<name>[^/]+)/?$")
 # Served by HubSpot, not by the sandbox: answered 501 rather than mistaken for an object id (a 405).
-_NOT_SERVED = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/(batch/upsert|batch/[^/]+)/?$")
+_NOT_SERVED = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/batch/[^/]+/?$")
 _SEARCH = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/search/?$")
 _BATCH = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/batch/(?P<op>read|update|create|archive)/?$")
 _OBJECT = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/(?P<id>[^/]+)/?$")
