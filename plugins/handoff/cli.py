@@ -129,6 +129,18 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crm_properties(args: argparse.Namespace) -> int:
+    from handoff import local_services  # noqa: PLC0415
+    from handoff.crm.properties import HANDOFF_PROPERTIES, ensure_properties  # noqa: PLC0415
+
+    with local_services.crm_client_for_cli(log=log) as client:
+        created = ensure_properties(client)
+    wanted = [f"{t}.{d['name']}" for t, defs in HANDOFF_PROPERTIES.items() for d in defs]
+    for name in wanted:
+        print(f"{name}: {'created' if name in created else 'already there'}")
+    return 0
+
+
 def cmd_dbt(args: argparse.Namespace) -> int:
     from handoff import dbt_runner  # noqa: PLC0415
 
@@ -190,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("push", help="push new SQLs from marts.sql_handoff_queue to the CRM")
     p.add_argument("--dry-run", action="store_true", help="write ops.crm_push_preview, call nothing")
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("crm-properties", help="create the custom CRM properties the push writes, where missing")
+    p.set_defaults(func=cmd_crm_properties)
 
     p = sub.add_parser("dbt", help="run dbt against the warehouse as the transformer role")
     p.add_argument("dbt_args", nargs=argparse.REMAINDER)

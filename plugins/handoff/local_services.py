@@ -37,6 +37,7 @@ def ensure_sandbox_state(log=print) -> None:
     manifest = settings.paths().sample / "manifest.json"
     stamp = manifest.read_text() if manifest.exists() else ""
     if state.exists() and marker.exists() and marker.read_text() == stamp:
+        crm_sandbox.create_handoff_properties(state)  # a state seeded before the sandbox knew properties lacks them
         return
     if not sample_crm.exists():
         raise SystemExit("handoff: error: no CRM configured and no sample to seed the sandbox with: run "

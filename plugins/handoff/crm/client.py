@@ -9,10 +9,17 @@ JSON, one rate limiter for every request the process sends (reads now, the push'
 control and can test deterministically, and one place that guarantees the token never reaches a log line, an
 exception or a repr. The sandbox accepts what the SDK sends; this client sends the same requests.
 
+Limits (HubSpot's, as ``handoff.crm_sandbox.limits.LIMITS`` lists them with their documentation pages): at most 100
+requests per rolling 10 s (``RateLimiter``), and the search endpoints on top at most 5 per rolling second per token
+(a second ``RateLimiter``, 5 per 1.1 s for a margin, that only ``POST .../search`` takes); pages of 100 (list),
+200 (search), 50 (list and batch read with ``propertiesWithHistory``), batches of 100.
+
 Retries: 429 waits for ``Retry-After`` (or the ``X-HubSpot-RateLimit-Interval-Milliseconds`` window when
-``X-HubSpot-RateLimit-Remaining`` is 0) and pauses the shared limiter; 5xx, timeouts and connection errors back
-off exponentially with full jitter. At most ``max_attempts`` attempts per request; other 4xx fail at once with
-HubSpot's message and correlation id.
+``X-HubSpot-RateLimit-Remaining`` is 0; 1 s when the answer says neither, as a search 429 does) and pauses the
+limiter the request went through (the search limiter for policyName SECONDLY, else the shared one); a 429 with
+policyName DAILY fails at once (the day's quota is gone; retrying only burns attempts). 5xx, timeouts and connection
+errors back off exponentially with full jitter. At most ``max_attempts`` attempts per request; other 4xx fail at once
+with HubSpot's message and correlation id.
 """
 
 from __future__ import annotations
@@ -32,8 +39,12 @@ log = logging.getLogger(__name__)
 
 SEARCH_RESULT_CAP = 10_000  # HubSpot's search returns at most this many results per query
 SEARCH_PAGE = 200
+# search requests per rolling second per token (HubSpot: 5), apart from the 100 / 10 s; paced over 1.1 s, not 1.0: the
+# server stamps a request when it arrives, and a search 429 costs a whole second, so network jitter gets a margin
+SEARCH_RATE = (5, 1.1)
 LIST_PAGE = 100
 LIST_PAGE_WITH_HISTORY = 50
+BATCH_READ_WITH_HISTORY = 50  # batch/read inputs when propertiesWithHistory is asked for
 # ids per associations batch/read: HubSpot's developer changelog, "Batch Read Limit for HubSpot Associations API"
 # (from 2025-02-10, at most 1,000 inputs for v3 and v4)
 ASSOCIATIONS_BATCH_MAX = 1000
@@ -127,12 +138,15 @@ class CrmClient:
     def __init__(self, base_url: str, token: str, *, timeout: float = 30, rate_limiter: RateLimiter | None = None,
                  max_attempts: int = 6, transport: httpx.BaseTransport | None = None,
                  sleep: Callable[[float], None] = time.sleep, backoff_base: float = 0.5,
-                 backoff_cap: float = 30.0) -> None:
+                 backoff_cap: float = 30.0, search_rate_limiter: RateLimiter | None = None) -> None:
         if not token:
             raise ValueError("CrmClient needs a token (the handoff_crm connection's password is empty)")
         self.base_url = base_url.rstrip("/")
         self.max_attempts = max(1, max_attempts)
         self.rate_limiter = rate_limiter or RateLimiter(sleep=sleep)
+        # on the shared limiter's clock and sleep unless told otherwise, so one fake clock drives both in tests
+        self.search_rate_limiter = search_rate_limiter or RateLimiter(
+            *SEARCH_RATE, clock=self.rate_limiter._clock, sleep=self.rate_limiter._sleep)
         self._sleep = sleep
         self._backoff_base, self._backoff_cap = backoff_base, backoff_cap
         self._random = random.Random()
@@ -161,8 +175,11 @@ class CrmClient:
         ``CrmError``. Pass ``retry_on_timeout=False`` for writes that must not be repeated blindly."""
         what = f"{method} {path}"
         last: str = ""
+        search = method == "POST" and path.rstrip("/").endswith("/search")
         for attempt in range(1, self.max_attempts + 1):
             self.rate_limiter.acquire()
+            if search:
+                self.search_rate_limiter.acquire()
             self.requests_sent += 1
             try:
                 resp = self._http.request(method, path, params=params, json=json)
@@ -176,8 +193,11 @@ class CrmClient:
                 if resp.status_code < 300:
                     return resp
                 if resp.status_code == 429:
+                    policy = _policy_name(resp)
+                    if policy == "DAILY":
+                        raise _api_error(what, resp)
                     delay = self._retry_after(resp)
-                    self.rate_limiter.pause(delay)
+                    (self.search_rate_limiter if search and policy == "SECONDLY" else self.rate_limiter).pause(delay)
                     last = f"429 rate limited ({_error_text(resp)})"
                     # the shared limiter makes the next acquire() (ours and every other thread's) wait it out
                     log.warning("%s: 429, waiting %.1fs (attempt %d/%d)", what, delay, attempt, self.max_attempts)
@@ -234,7 +254,9 @@ class CrmClient:
           are yielded instead; when ``associations`` are asked for, each page's are read with the associations
           ``batch/read`` (one request per associated type and page) in the list endpoint's shape. (The list
           endpoint reads every record, 100 a request: the daily sync at 100,000 contacts took 376 requests,
-          31.6 s at 100 requests / 10 s; with the search, 32 requests, 1.4 to 3.7 s; `make bench`.)
+          31.6 s at 100 requests / 10 s; with the search, 32 requests, 1.4 to 3.7 s; `make bench`. Those figures
+          predate batch reads with history going in 50s, HubSpot's limit: a search page of 200 contacts now takes
+          four batch reads, not two.)
         Either route returns an association as of the read, for the records whose window it is: HubSpot does
         not move a record's last-modified date when only its associations change, so a later association
         change reaches the warehouse with the record's next change (or a full sync), on both routes.
@@ -375,10 +397,12 @@ class CrmClient:
 
     def batch_read(self, object_type: str, ids: list[str], properties: list[str], *,
                    properties_with_history: list[str] | None = None, archived: bool = False) -> list[dict[str, Any]]:
-        """``POST /crm/v3/objects/{type}/batch/read`` in chunks of 100; unknown ids are skipped (logged)."""
+        """``POST /crm/v3/objects/{type}/batch/read`` in chunks of 100 (50 with ``properties_with_history``, HubSpot's
+        limit); unknown ids are skipped (logged). A merged-away id comes back as the surviving record."""
         out: list[dict[str, Any]] = []
-        for i in range(0, len(ids), BATCH_MAX):
-            body: dict[str, Any] = {"inputs": [{"id": str(x)} for x in ids[i:i + BATCH_MAX]],
+        size = BATCH_READ_WITH_HISTORY if properties_with_history else BATCH_MAX
+        for i in range(0, len(ids), size):
+            body: dict[str, Any] = {"inputs": [{"id": str(x)} for x in ids[i:i + size]],
                                     "properties": properties}
             if properties_with_history:
                 body["propertiesWithHistory"] = properties_with_history
@@ -388,6 +412,14 @@ class CrmClient:
                 log.warning("%s batch/read: %s", object_type, err.get("message"))
             out.extend(data.get("results") or [])
         return out
+
+
+def _policy_name(resp: httpx.Response) -> str | None:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    return body.get("policyName") if isinstance(body, dict) else None
 
 
 def _error_text(resp: httpx.Response) -> str:

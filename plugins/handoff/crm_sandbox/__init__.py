@@ -7,7 +7,14 @@ and injectable faults, with its state in one SQLite file.
 
 from .cli import add_arguments, main, run
 from .limits import Faults
-from .server import SandboxHandle, init_from, load_objects, start_sandbox
+from .server import (
+    SandboxHandle,
+    create_handoff_properties,
+    create_properties,
+    init_from,
+    load_objects,
+    start_sandbox,
+)
 
-__all__ = ["Faults", "SandboxHandle", "add_arguments", "init_from", "load_objects", "main", "run",
-           "start_sandbox"]
+__all__ = ["Faults", "SandboxHandle", "add_arguments", "create_handoff_properties", "create_properties",
+           "init_from", "load_objects", "main", "run", "start_sandbox"]

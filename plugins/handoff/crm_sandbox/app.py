@@ -16,32 +16,46 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
 
-from .limits import FaultDecision, FaultInjector, Faults, RateLimiter, Stats
+from .limits import FaultDecision, FaultInjector, Faults, RateLimiter, Stats, limit
 from .model import (
     ALWAYS_PROPERTIES,
     ASSOCIATION_TYPES,
     CREATEDATE_PROPERTY,
     DEFAULT_PROPERTIES,
+    HUBSPOT_PROPERTIES,
     LASTMODIFIED_PROPERTY,
+    LIFECYCLE_ORDER,
+    MERGED_IDS_PROPERTY,
+    READ_ONLY_PROPERTIES,
     REQUIRES_TIMESTAMP,
     UNIQUE_PROPERTIES,
     PropertyProblem,
     canonical_type,
     check_property_writes,
+    custom_property_problems,
     iso_from_ms,
+    singular,
+    stage_dates,
     validation_message,
 )
 from .search import RESULT_CAP, SearchError, parse_search, record_matches, sort_key, updated_bounds
 from .store import Record, Store
 
-MAX_LIST_LIMIT = 100
-MAX_LIST_LIMIT_WITH_HISTORY = 50
-MAX_BATCH_INPUTS = 100
-MAX_ASSOCIATION_INPUTS = 1000  # associations batch/read, since 2025-02 (HubSpot developer changelog)
-MAX_OWNERS_LIMIT = 500
+MAX_LIST_LIMIT = limit("list_page")
+MAX_LIST_LIMIT_WITH_HISTORY = limit("list_page_with_history")
+MAX_BATCH_INPUTS = limit("batch_inputs")
+MAX_BATCH_READ_WITH_HISTORY = limit("batch_read_inputs_with_history")
+MAX_ASSOCIATION_INPUTS = limit("association_batch_read_inputs")
+MAX_OWNERS_LIMIT = limit("owners_page")
 INTEGRATION_SOURCE = "INTEGRATION"
 
 _OBJECTS = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/?$")
+_MERGE = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/merge/?$")
+_GDPR_DELETE = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/gdpr-delete/?$")
+_PROPERTIES = re.compile(r"^/crm/v3/properties/(?P<type>[^/]+)/?$")
+_PROPERTY = re.compile(r"^/crm/v3/properties/(?P<type>[^/]+)/(?P<name>[^/]+)/?$")
+# Served by HubSpot, not by the sandbox: answered 501 rather than mistaken for an object id (a 405).
+_NOT_SERVED = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/batch/[^/]+/?$")
 _SEARCH = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/search/?$")
 _BATCH = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/batch/(?P<op>read|update|create|archive)/?$")
 _OBJECT = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/(?P<id>[^/]+)/?$")
@@ -145,7 +159,9 @@ def effective_properties(rec: Record) -> dict[str, Any]:
 
 class SandboxApp:
     def __init__(self, store: Store, token: str, *, rate_limit: tuple[int, float] | None = (100, 10.0),
-                 daily_limit: int | None = 250_000, faults: Faults | None = None,
+                 daily_limit: int | None = 250_000,
+                 search_rate_limit: tuple[int, float] | None = (limit("search_requests_per_second"), 1.0),
+                 faults: Faults | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  source_id: str = "handoff-crm-sandbox") -> None:
         if not token:
@@ -156,6 +172,7 @@ class SandboxApp:
         self.sleep = sleep
         self.source_id = source_id
         self.limiter = RateLimiter(rate_limit, daily_limit, self._clock)
+        self.search_limiter = RateLimiter(search_rate_limit, None, self._clock, policy="SECONDLY", headers=False)
         self.faults = FaultInjector(faults)
         self.stats = Stats()
 
@@ -208,6 +225,10 @@ class SandboxApp:
             rate_headers = verdict.headers
             if not verdict.allowed:
                 return self._rate_limited(verdict.policy or "TEN_SECONDLY_ROLLING", rate_headers)
+            if _SEARCH.match(path):
+                rate_headers = {}  # HubSpot's search answers carry no X-HubSpot-RateLimit headers
+                if not self.search_limiter.check(token or "").allowed:
+                    return self._rate_limited("SECONDLY", {})
             if decision.latency_s:
                 self.sleep(decision.latency_s)
             if decision.kind == "rate_limit":
@@ -232,9 +253,10 @@ class SandboxApp:
         return response
 
     def _rate_limited(self, policy: str, headers: dict[str, str]) -> Response:
-        period = "ten_secondly_rolling" if policy == "TEN_SECONDLY_ROLLING" else "daily"
+        period = policy.lower()
+        group = "publicapi:crm-search" if policy == "SECONDLY" else "publicapi:private-app:sandbox"
         body = _error_body(None, f"You have reached your {period} limit.", errorType="RATE_LIMIT",
-                           policyName=policy, groupName="publicapi:private-app:sandbox")
+                           policyName=policy, groupName=group)
         return _json(429, body, headers)
 
     def _route(self, method: str, path: str, query: dict[str, list[str]], body: bytes, *, base: str,
@@ -253,6 +275,23 @@ class SandboxApp:
             if op == "create":
                 return self.batch_create(object_type, payload, decision)
             return self.batch_archive(object_type, payload)
+        if m := _MERGE.match(path):
+            self._allow(method, "POST")
+            return self.merge(self._type(m["type"]), self._body(body))
+        if m := _GDPR_DELETE.match(path):
+            self._allow(method, "POST")
+            return self.gdpr_delete(self._type(m["type"]), self._body(body))
+        if m := _NOT_SERVED.match(path):
+            raise ApiError(501, "NOT_IMPLEMENTED", f"HubSpot serves {method} {path}; the sandbox does not (yet).")
+        if m := _PROPERTIES.match(path):
+            object_type = self._type(m["type"])
+            if method == "GET":
+                return self.list_properties(object_type)
+            self._allow(method, "POST")
+            return self.create_property(object_type, self._body(body))
+        if m := _PROPERTY.match(path):
+            self._allow(method, "GET")
+            return self.get_property(self._type(m["type"]), m["name"])
         if m := _ASSOCIATIONS.match(path):
             self._allow(method, "POST")
             return self.read_associations(self._type(m["from_type"]), self._type(m["to_type"]), self._body(body))
@@ -305,8 +344,11 @@ class SandboxApp:
         if not records:
             return []
         object_type = records[0].object_type
-        wanted = list(dict.fromkeys([*(properties if properties is not None else
-                                       DEFAULT_PROPERTIES[object_type]), *ALWAYS_PROPERTIES[object_type]]))
+        known = self._property_type(conn, object_type)
+        # HubSpot leaves out a requested property the object type does not have (and answers null for one unset)
+        wanted = [name for name in dict.fromkeys([*(properties if properties is not None else
+                                                    DEFAULT_PROPERTIES[object_type]), *ALWAYS_PROPERTIES[object_type]])
+                  if known(name) is not None]
         ids = [r.id for r in records]
         hist = self.store.history(conn, object_type, ids, history) if history else {}
         assocs = self.store.associations(conn, object_type, ids, assoc_types) if assoc_types else {}
@@ -376,6 +418,8 @@ class SandboxApp:
             if not key.isdigit():
                 return None
             rec = self.store.get(conn, object_type, int(key))
+            if rec is None and (survivor := self.store.merged_into(conn, object_type, int(key))) is not None:
+                rec = self.store.get(conn, object_type, survivor)  # a merged-away id reads as the survivor
         elif id_property == "email" and object_type == "contacts":
             rec = self.store.get_by_email(conn, key, archived)
         else:
@@ -432,6 +476,11 @@ class SandboxApp:
 
     def batch_read(self, object_type: str, body: Any, archived: bool) -> Response:
         inputs = self._inputs(body)
+        if body.get("propertiesWithHistory") and len(inputs) > MAX_BATCH_READ_WITH_HISTORY:
+            raise ApiError(400, "VALIDATION_ERROR",
+                           f"Batch read with propertiesWithHistory must not have more than "
+                           f"{MAX_BATCH_READ_WITH_HISTORY} inputs; got {len(inputs)}.",
+                           context={"maxInputs": [str(MAX_BATCH_READ_WITH_HISTORY)], "inputs": [str(len(inputs))]})
         started = self.now_ms()
         id_property = body.get("idProperty")
         found: list[Record] = []
@@ -499,11 +548,28 @@ class SandboxApp:
             return _json(207, payload)
         return _json(success_status, payload)
 
+    def _property_type(self, conn: sqlite3.Connection, object_type: str) -> Callable[[str], str | None]:
+        """name -> type for the properties the object type has (HubSpot's defaults and the ones created)."""
+        types = dict(HUBSPOT_PROPERTIES[object_type])
+        types.update({name: str(d.get("type") or "string")
+                      for name, d in self.store.property_definitions(conn, object_type).items()})
+        return types.get
+
+    @staticmethod
+    def _unknown_properties(object_type: str, rows: list[Any]) -> None:
+        """HubSpot refuses a whole batch (400, nothing written) when a row sets a property that does not exist."""
+        unknown = sorted({p.name for problems in rows for p in problems if p.code == "PROPERTY_DOESNT_EXIST"})
+        if unknown:
+            problems = [PropertyProblem(n, "PROPERTY_DOESNT_EXIST", f'Property "{n}" does not exist') for n in unknown]
+            raise ApiError(400, "VALIDATION_ERROR", validation_message(problems), errors=_problem_details(problems))
+
     def _owner_exists(self, conn: sqlite3.Connection) -> Callable[[str], bool]:
         return lambda owner_id: self.store.owner_is_active(conn, owner_id)
 
     def _apply(self, conn: sqlite3.Connection, rec: Record, values: dict[str, str], now: int,
                creating: bool = False) -> None:
+        if rec.object_type == "contacts" and values.get("lifecyclestage"):
+            values = {**stage_dates(rec.properties, values["lifecyclestage"], iso_from_ms(now)), **values}
         for name, value in values.items():
             if creating or rec.properties.get(name) != value:
                 self.store.append_history(conn, rec.object_type, rec.id, name, value=value, ts_ms=now,
@@ -544,7 +610,8 @@ class SandboxApp:
             rec = self._lookup(conn, object_type, key, id_property)
             if rec is None:
                 raise ApiError(404, "OBJECT_NOT_FOUND", "resource not found")
-            check = check_property_writes(object_type, props, rec.properties, self._owner_exists(conn))
+            check = check_property_writes(object_type, props, rec.properties, self._owner_exists(conn),
+                                          self._property_type(conn, object_type))
             if check.problems:
                 raise ApiError(400, "VALIDATION_ERROR", validation_message(check.problems),
                                errors=_problem_details(check.problems))
@@ -567,6 +634,10 @@ class SandboxApp:
         missing: list[str] = []
         with self.store.write() as conn:
             now = self.now_ms()
+            known = self._property_type(conn, object_type)
+            self._unknown_properties(object_type, [
+                check_property_writes(object_type, item["properties"], {}, lambda _: True, known).problems
+                for item in inputs if isinstance(item, dict) and isinstance(item.get("properties"), dict)])
             for item, key in zip(inputs, keys, strict=True):
                 props = (item or {}).get("properties")
                 trace = (item or {}).get("objectWriteTraceId")
@@ -578,7 +649,7 @@ class SandboxApp:
                 if rec is None:
                     missing.append(key)
                     continue
-                check = check_property_writes(object_type, props, rec.properties, self._owner_exists(conn))
+                check = check_property_writes(object_type, props, rec.properties, self._owner_exists(conn), known)
                 if not check.problems and decision.rng.random() < self.faults.faults.row_error_rate:
                     check.problems.append(PropertyProblem("*", "SANDBOX_INJECTED_FAULT",
                                                           "Row rejected by sandbox fault injection."))
@@ -601,7 +672,8 @@ class SandboxApp:
         props = (item or {}).get("properties")
         if not isinstance(props, dict):
             return {}, [], [PropertyProblem("properties", "INVALID_INPUT", "properties must be an object")]
-        check = check_property_writes(object_type, props, None, self._owner_exists(conn))
+        check = check_property_writes(object_type, props, None, self._owner_exists(conn),
+                                      self._property_type(conn, object_type))
         if object_type in REQUIRES_TIMESTAMP and not check.values.get("hs_timestamp") and \
                 not any(p.name == "hs_timestamp" for p in check.problems):
             check.problems.append(PropertyProblem("hs_timestamp", "REQUIRED_FIELD",
@@ -625,6 +697,9 @@ class SandboxApp:
                     continue
                 to_type, label = target
                 target_rec = self.store.get(conn, to_type, int(to_id))
+                if target_rec is None and (survivor := self.store.merged_into(conn, to_type, int(to_id))):
+                    target_rec = self.store.get(conn, to_type, survivor)  # a merged-away id stands for the survivor
+                    to_id = str(survivor)
                 if target_rec is None or target_rec.archived:
                     check.problems.append(PropertyProblem(
                         f"associations[{n}]", "ASSOCIATION_TARGET_NOT_FOUND",
@@ -664,6 +739,7 @@ class SandboxApp:
         errors: list[dict[str, Any]] = []
         with self.store.write() as conn:
             checked = [self._check_create(conn, object_type, item) for item in inputs]
+            self._unknown_properties(object_type, [problems for _, _, problems in checked])
             # A unique-value clash fails the whole batch (409, nothing created), as HubSpot does.
             prop = UNIQUE_PROPERTIES.get(object_type)
             seen: dict[str, int] = {}
@@ -714,6 +790,111 @@ class SandboxApp:
             for item in inputs:
                 self._archive_one(conn, object_type, str((item or {}).get("id", "")), now)
         return Response(204)
+
+    # ------------------------------------------------------------------ merge, GDPR delete
+
+    def merge(self, object_type: str, body: Any) -> Response:
+        """``POST /crm/v3/objects/{type}/merge`` ``{"primaryObjectId", "objectIdToMerge"}``: the primary keeps its id
+        and its values, takes the other's where its own are empty, the furthest lifecycle stage and the earliest
+        stage dates; the other's id joins ``hs_merged_object_ids`` and from then on reads as the primary."""
+        if not isinstance(body, dict):
+            raise ApiError(400, "VALIDATION_ERROR", "Invalid input JSON: expected {primaryObjectId, objectIdToMerge}.")
+        primary_key, other_key = str(body.get("primaryObjectId") or ""), str(body.get("objectIdToMerge") or "")
+        if not primary_key.isdigit() or not other_key.isdigit():
+            raise ApiError(400, "VALIDATION_ERROR", "primaryObjectId and objectIdToMerge must be object ids.")
+        if primary_key == other_key:
+            raise ApiError(400, "VALIDATION_ERROR", "Cannot merge an object with itself.")
+        with self.store.write() as conn:
+            primary = self.store.get(conn, object_type, int(primary_key))
+            other = self.store.get(conn, object_type, int(other_key))
+            missing = [k for k, r in ((primary_key, primary), (other_key, other)) if r is None or r.archived]
+            if missing or primary is None or other is None:
+                raise ApiError(404, "OBJECT_NOT_FOUND", f"Could not find {object_type} {', '.join(missing)} to merge.")
+            values: dict[str, str] = {}
+            for name, value in other.properties.items():
+                if name in READ_ONLY_PROPERTIES or name in (LASTMODIFIED_PROPERTY[object_type], MERGED_IDS_PROPERTY):
+                    continue
+                mine = primary.properties.get(name)
+                if value and not mine:
+                    values[name] = value
+                elif value and mine and name.startswith(("hs_lifecyclestage_", "hs_v2_date_entered_")):
+                    values[name] = min(mine, value)  # ISO-8601 with Z: text order is time order
+            stages = [primary.properties.get("lifecyclestage"), other.properties.get("lifecyclestage")]
+            ordered = [st for st in stages if st in LIFECYCLE_ORDER]
+            if ordered:
+                values["lifecyclestage"] = max(ordered, key=LIFECYCLE_ORDER.index)
+            if other.properties.get("email") and primary.properties.get("email") and object_type == "contacts":
+                extra = [e for e in str(primary.properties.get("hs_additional_emails") or "").split(";") if e]
+                values["hs_additional_emails"] = ";".join(dict.fromkeys([*extra, other.properties["email"]]))
+            merged = [i for i in str(primary.properties.get(MERGED_IDS_PROPERTY) or "").split(";") if i]
+            merged += [other_key, *(i for i in str(other.properties.get(MERGED_IDS_PROPERTY) or "").split(";") if i)]
+            values[MERGED_IDS_PROPERTY] = ";".join(dict.fromkeys(merged))
+            now = self.now_ms()
+            self.store.move_associations(conn, object_type, other.id, primary.id)
+            self.store.delete(conn, object_type, other.id)
+            self.store.record_merge(conn, object_type, other.id, primary.id)
+            self._apply(conn, primary, {k: v for k, v in values.items() if primary.properties.get(k) != v}, now)
+            result = self._render(conn, [primary], None)[0]
+        return _json(200, result)
+
+    def gdpr_delete(self, object_type: str, body: Any) -> Response:
+        """``POST /crm/v3/objects/contacts/gdpr-delete`` ``{"objectId", "idProperty"?}``: gone for good, 204."""
+        if object_type != "contacts":
+            raise ApiError(400, "VALIDATION_ERROR", "GDPR delete is for contacts only.")
+        key = str((body or {}).get("objectId") or "") if isinstance(body, dict) else ""
+        with self.store.write() as conn:
+            rec = self._lookup(conn, object_type, key, (body or {}).get("idProperty"))
+            if rec is None:
+                raise ApiError(404, "OBJECT_NOT_FOUND", "resource not found")
+            self.store.delete(conn, object_type, rec.id)
+        return Response(204)
+
+    # ------------------------------------------------------------------ properties
+
+    @staticmethod
+    def _property_out(object_type: str, definition: dict[str, Any], hubspot_defined: bool) -> dict[str, Any]:
+        return {"name": definition["name"], "label": definition.get("label") or definition["name"],
+                "type": definition.get("type") or "string", "fieldType": definition.get("fieldType") or "text",
+                "description": definition.get("description") or "",
+                "groupName": definition.get("groupName") or f"{singular(object_type)}information",
+                "options": definition.get("options") or [], "hasUniqueValue": bool(definition.get("hasUniqueValue")),
+                "hubspotDefined": hubspot_defined, "formField": bool(definition.get("formField")),
+                "calculated": False, "externalOptions": False, "hidden": False, "archived": False,
+                "modificationMetadata": {"archivable": not hubspot_defined, "readOnlyDefinition": hubspot_defined,
+                                         "readOnlyValue": definition["name"] in READ_ONLY_PROPERTIES},
+                **({"createdAt": definition["createdAt"]} if definition.get("createdAt") else {})}
+
+    def _all_properties(self, conn: sqlite3.Connection, object_type: str) -> dict[str, dict[str, Any]]:
+        out = {name: self._property_out(object_type, {"name": name, "type": kind,
+                                                      "fieldType": {"number": "number", "datetime": "date",
+                                                                    "enumeration": "select"}.get(kind, "text")}, True)
+               for name, kind in HUBSPOT_PROPERTIES[object_type].items()}
+        for name, definition in self.store.property_definitions(conn, object_type).items():
+            out[name] = self._property_out(object_type, definition, False)
+        return out
+
+    def list_properties(self, object_type: str) -> Response:
+        with self.store.read() as conn:
+            return _json(200, {"results": list(self._all_properties(conn, object_type).values())})
+
+    def get_property(self, object_type: str, name: str) -> Response:
+        with self.store.read() as conn:
+            found = self._all_properties(conn, object_type).get(name)
+        if found is None:
+            raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property {name} for object type {object_type}.")
+        return _json(200, found)
+
+    def create_property(self, object_type: str, body: Any) -> Response:
+        """``POST /crm/v3/properties/{objectType}``: a custom property, 201; 409 when the name is taken."""
+        problems = custom_property_problems(body, object_type)
+        if problems:
+            raise ApiError(400, "VALIDATION_ERROR", "Property definition is not valid: " + "; ".join(problems))
+        with self.store.write() as conn:
+            if body["name"] in self.store.property_definitions(conn, object_type):
+                raise ApiError(409, "OBJECT_ALREADY_EXISTS", f"A property named '{body['name']}' already exists.")
+            definition = {**body, "createdAt": iso_from_ms(self.now_ms())}
+            self.store.save_property(conn, object_type, definition)
+        return _json(201, self._property_out(object_type, definition, False))
 
     # ------------------------------------------------------------------ owners
 

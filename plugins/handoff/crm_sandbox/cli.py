@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--init-only", action="store_true", help="with --init-from: load the state and exit")
     parser.add_argument("--rate-limit", default="100/10", metavar="N/SECONDS",
                         help="requests per rolling window per token, or 'off' (default: %(default)s)")
+    parser.add_argument("--search-rate-limit", default="5/1", metavar="N/SECONDS",
+                        help="search requests per rolling window per token, or 'off' (default: %(default)s)")
     parser.add_argument("--daily-limit", type=int, default=250_000,
                         help="requests per UTC day per token, 0 for none (default: %(default)s)")
     faults = parser.add_argument_group("fault injection (deterministic for a given --fault-seed)")
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         faults = faults_from_args(args)
         rate_limit = parse_rate_limit(args.rate_limit)
+        search_rate_limit = parse_rate_limit(args.search_rate_limit)
     except ValueError as exc:
         print(f"crm-sandbox: {exc}", file=sys.stderr)
         return 2
@@ -85,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"crm-sandbox: a token is required (--token or ${TOKEN_ENV})", file=sys.stderr)
         return 2
     try:
-        handle = start_sandbox(args.state, args.port, token=args.token, rate_limit=rate_limit, faults=faults,
+        handle = start_sandbox(args.state, args.port, token=args.token, rate_limit=rate_limit,
+                               search_rate_limit=search_rate_limit, faults=faults,
                                host=args.host, daily_limit=args.daily_limit or None)
     except OSError as exc:
         print(f"crm-sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""Rate limiting (HubSpot's rolling ten-second and daily policies), fault injection and
-request statistics. All time comes from an injectable clock (epoch seconds)."""
+"""HubSpot's limits as the sandbox enforces them (`LIMITS`, one table to hold against HubSpot's documentation),
+rate limiting (the rolling ten-second, daily and search per-second policies), fault injection and request
+statistics. All time comes from an injectable clock (epoch seconds)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,61 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
+
+# --------------------------------------------------------------------------- the limits, in one table
+
+USAGE_DOC = "https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details"
+SEARCH_DOC = "https://developers.hubspot.com/docs/api-reference/search/guide#limitations"
+OBJECTS_DOC = "https://developers.hubspot.com/docs/guides/api/crm/understanding-the-crm"
+CONTACTS_DOC = "https://developers.hubspot.com/docs/guides/api/crm/objects/contacts"
+ASSOCIATIONS_DOC = "https://developers.hubspot.com/changelog/batch-read-limit-for-hubspot-associations-api"
+OWNERS_DOC = "https://developers.hubspot.com/docs/guides/api/crm/owners"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One HubSpot limit: its value, what it bounds, what the sandbox answers beyond it, where HubSpot says so."""
+
+    value: int
+    bounds: str
+    beyond: str
+    source: str
+
+
+LIMITS: dict[str, Limit] = {
+    "requests_per_10s": Limit(
+        100, "API requests per token in any rolling 10 s (private app, Free/Starter)",
+        "429 RATE_LIMIT, policyName TEN_SECONDLY_ROLLING, Retry-After", USAGE_DOC),
+    "requests_per_day": Limit(
+        250_000, "API requests per token per UTC day (private app, Free/Starter)",
+        "429 RATE_LIMIT, policyName DAILY", USAGE_DOC),
+    "search_requests_per_second": Limit(
+        5, "search requests (POST .../search) per token in any rolling second, on top of the 10 s limit",
+        "429 RATE_LIMIT, policyName SECONDLY, no Retry-After and no X-HubSpot-RateLimit headers", SEARCH_DOC),
+    "search_page": Limit(200, "search `limit` (results per page)", "400 VALIDATION_ERROR", SEARCH_DOC),
+    "search_results_per_query": Limit(
+        10_000, "results one search query can page through (`after`)", "400 VALIDATION_ERROR", SEARCH_DOC),
+    "search_filter_groups": Limit(5, "filterGroups per search", "400 VALIDATION_ERROR", SEARCH_DOC),
+    "search_filters_per_group": Limit(6, "filters per filter group", "400 VALIDATION_ERROR", SEARCH_DOC),
+    "search_filters_total": Limit(18, "filters across all groups", "400 VALIDATION_ERROR", SEARCH_DOC),
+    "batch_inputs": Limit(
+        100, "inputs per batch read/create/update/archive", "400 VALIDATION_ERROR, nothing done", OBJECTS_DOC),
+    "batch_read_inputs_with_history": Limit(
+        50, "inputs per batch read that asks for propertiesWithHistory", "400 VALIDATION_ERROR", CONTACTS_DOC),
+    "list_page": Limit(100, "list endpoint `limit`", "400 VALIDATION_ERROR", OBJECTS_DOC),
+    "list_page_with_history": Limit(
+        50, "list endpoint page size when propertiesWithHistory is asked for", "the page is cut to 50",
+        CONTACTS_DOC),
+    "association_batch_read_inputs": Limit(
+        1000, "inputs per associations batch/read (v3 and v4, since 2025-02-10)", "400 VALIDATION_ERROR",
+        ASSOCIATIONS_DOC),
+    "owners_page": Limit(500, "owners list `limit`", "400 VALIDATION_ERROR", OWNERS_DOC),
+}
+
+
+def limit(name: str) -> int:
+    return LIMITS[name].value
+
 
 
 def parse_rate_limit(value: str | tuple[int, float] | None) -> tuple[int, float] | None:
@@ -42,15 +98,22 @@ class RateDecision:
 
 
 class RateLimiter:
-    """Per-token rolling window plus a daily count (UTC day), as HubSpot's private-app limits."""
+    """Per-token rolling window plus a daily count (UTC day), as HubSpot's private-app limits.
 
-    def __init__(self, limit: tuple[int, float] | None, daily: int | None, clock: Callable[[], float]) -> None:
+    `policy` names the window in a 429 (TEN_SECONDLY_ROLLING; SECONDLY for search); `headers=False` leaves out
+    the X-HubSpot-RateLimit-* headers (HubSpot sends none for the search policy)."""
+
+    def __init__(self, limit: tuple[int, float] | None, daily: int | None, clock: Callable[[], float], *,
+                 policy: str = "TEN_SECONDLY_ROLLING", headers: bool = True) -> None:
         self.limit = limit
         self.daily = daily
         self.clock = clock
+        self.policy = policy
+        self.send_headers = headers
         self._windows: dict[str, deque[float]] = {}
         self._days: dict[str, tuple[str, int]] = {}
         self._lock = threading.Lock()
+        self.refused = 0  # requests answered 429 by this limiter (tests read it)
 
     def check(self, token: str) -> RateDecision:
         now = self.clock()
@@ -71,12 +134,13 @@ class RateLimiter:
                     window.popleft()
                 if decision.allowed and len(window) >= max_requests:
                     retry = window[0] + window_s - now
-                    decision = RateDecision(False, headers, "TEN_SECONDLY_ROLLING", max(1, math.ceil(retry)))
+                    decision = RateDecision(False, headers, self.policy, max(1, math.ceil(retry)))
                 if decision.allowed:
                     window.append(now)
-                headers["X-HubSpot-RateLimit-Max"] = str(max_requests)
-                headers["X-HubSpot-RateLimit-Remaining"] = str(max(0, max_requests - len(window)))
-                headers["X-HubSpot-RateLimit-Interval-Milliseconds"] = str(int(window_s * 1000))
+                if self.send_headers:
+                    headers["X-HubSpot-RateLimit-Max"] = str(max_requests)
+                    headers["X-HubSpot-RateLimit-Remaining"] = str(max(0, max_requests - len(window)))
+                    headers["X-HubSpot-RateLimit-Interval-Milliseconds"] = str(int(window_s * 1000))
             if decision.allowed:
                 used_today += 1
             self._days[token] = (day, used_today)
@@ -84,6 +148,8 @@ class RateLimiter:
                 headers["X-HubSpot-RateLimit-Daily"] = str(self.daily)
                 headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(max(0, self.daily - used_today))
             if not decision.allowed:
+                self.refused += 1
+            if not decision.allowed and self.send_headers:
                 headers["Retry-After"] = str(decision.retry_after_s)
             return decision
 

@@ -47,18 +47,64 @@ DEFAULT_PROPERTIES = {
 # Properties HubSpot returns even when the request names others.
 ALWAYS_PROPERTIES = {t: ("hs_object_id", CREATEDATE_PROPERTY[t], LASTMODIFIED_PROPERTY[t]) for t in OBJECT_TYPES}
 
-READ_ONLY_PROPERTIES = frozenset({"hs_object_id", "lastmodifieddate", "hs_lastmodifieddate", "hs_createdate"})
+LIFECYCLE_ORDER: tuple[str, ...] = (
+    "subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer", "evangelist",
+)
+LIFECYCLE_VALUES = frozenset(LIFECYCLE_ORDER) | {"other"}
+
+# The stage-date properties HubSpot keeps on contacts: "Became a ... date" and "Date entered ...", each set
+# (ISO-8601) when lifecyclestage first enters the stage.
+BECAME_DATE = {stage: f"hs_lifecyclestage_{stage}_date" for stage in sorted(LIFECYCLE_VALUES)}
+DATE_ENTERED = {stage: f"hs_v2_date_entered_{stage}" for stage in sorted(LIFECYCLE_VALUES)}
+
+MERGED_IDS_PROPERTY = "hs_merged_object_ids"
+
+READ_ONLY_PROPERTIES = frozenset({"hs_object_id", "lastmodifieddate", "hs_lastmodifieddate", "hs_createdate",
+                                  MERGED_IDS_PROPERTY, *DATE_ENTERED.values()})
+
+# HubSpot's default properties (name -> type) that the project and its tests use. Anything else must be created
+# (POST /crm/v3/properties/{objectType}) before a write may set it: HubSpot answers 400 PROPERTY_DOESNT_EXIST.
+_COMMON = {"hs_object_id": "number", "hubspot_owner_id": "enumeration", MERGED_IDS_PROPERTY: "enumeration"}
+_ENGAGEMENT = {**_COMMON, "hs_timestamp": "datetime", "hs_createdate": "datetime", "hs_lastmodifieddate": "datetime"}
+HUBSPOT_PROPERTIES: dict[str, dict[str, str]] = {
+    "contacts": {**_COMMON, **dict.fromkeys((
+        "email", "firstname", "lastname", "phone", "mobilephone", "jobtitle", "company", "website", "address",
+        "city", "state", "zip", "country", "hs_additional_emails", "hs_analytics_source_data_1",
+        "hs_analytics_source_data_2", "hs_persona"), "string"),
+        **dict.fromkeys(("associatedcompanyid",), "number"),
+        **dict.fromkeys(("lifecyclestage", "hs_lead_status", "hs_analytics_source", "hs_email_optout",
+                         "hs_email_bounce"), "enumeration"),
+        **dict.fromkeys(("createdate", "lastmodifieddate", *BECAME_DATE.values(), *DATE_ENTERED.values()),
+                        "datetime")},
+    "companies": {**_COMMON, **dict.fromkeys((
+        "name", "domain", "website", "phone", "city", "state", "country", "description"), "string"),
+        **dict.fromkeys(("numberofemployees", "annualrevenue"), "number"),
+        **dict.fromkeys(("industry", "lifecyclestage"), "enumeration"),
+        **dict.fromkeys(("createdate", "hs_lastmodifieddate"), "datetime")},
+    "deals": {**_COMMON, **dict.fromkeys(("dealname", "description"), "string"), "amount": "number",
+              **dict.fromkeys(("pipeline", "dealstage", "dealtype"), "enumeration"),
+              **dict.fromkeys(("createdate", "closedate", "hs_lastmodifieddate"), "datetime")},
+    "meetings": {**_ENGAGEMENT, **dict.fromkeys(("hs_meeting_title", "hs_meeting_body", "hs_meeting_location",
+                                                 "hs_internal_meeting_notes"), "string"),
+                 "hs_meeting_outcome": "enumeration",
+                 **dict.fromkeys(("hs_meeting_start_time", "hs_meeting_end_time"), "datetime")},
+    "calls": {**_ENGAGEMENT, **dict.fromkeys(("hs_call_title", "hs_call_body", "hs_call_to_number",
+                                              "hs_call_from_number", "hs_call_recording_url"), "string"),
+              "hs_call_duration": "number",
+              **dict.fromkeys(("hs_call_direction", "hs_call_disposition", "hs_call_status"), "enumeration")},
+    "tasks": {**_ENGAGEMENT, **dict.fromkeys(("hs_task_subject", "hs_task_body"), "string"),
+              **dict.fromkeys(("hs_task_status", "hs_task_priority", "hs_task_type"), "enumeration"),
+              "hs_task_reminders": "enumeration"},
+}
+PROPERTY_TYPES = frozenset({"string", "number", "date", "datetime", "enumeration", "bool"})
+FIELD_TYPES = frozenset({"text", "textarea", "number", "date", "select", "radio", "checkbox", "booleancheckbox",
+                         "phonenumber", "html", "file", "calculation_equation"})
 
 # Datetime properties whose epoch-millisecond input HubSpot stores and returns as ISO-8601.
 DATETIME_PROPERTIES = frozenset({"hs_timestamp", "closedate", "createdate"})
 
 # Engagements require hs_timestamp on create, as in HubSpot.
 REQUIRES_TIMESTAMP = frozenset({"meetings", "calls", "tasks"})
-
-LIFECYCLE_ORDER: tuple[str, ...] = (
-    "subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer", "evangelist",
-)
-LIFECYCLE_VALUES = frozenset(LIFECYCLE_ORDER) | {"other"}
 
 ENUMS: dict[str, dict[str, frozenset[str]]] = {
     "contacts": {"lifecyclestage": LIFECYCLE_VALUES},
@@ -196,22 +242,28 @@ def check_property_writes(
     incoming: dict[str, Any],
     current: dict[str, Any] | None,
     owner_exists: Callable[[str], bool],
+    property_type: Callable[[str], str | None] | None = None,
 ) -> WriteCheck:
     """Normalise and validate one row's property writes the way HubSpot does.
 
     `current` is the record's stored properties (None on create); `owner_exists(owner_id)`
-    says whether an active owner has that id.
+    says whether an active owner has that id; `property_type(name)` is the property's type, or None
+    when the object type has no such property (HubSpot's PROPERTY_DOESNT_EXIST).
     """
     check = WriteCheck()
     enums = ENUMS.get(object_type, {})
     for name, raw in incoming.items():
         value = to_property_string(raw)
+        kind = property_type(name) if property_type is not None else None
+        if property_type is not None and kind is None:
+            check.problems.append(PropertyProblem(name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist'))
+            continue
         if name in READ_ONLY_PROPERTIES or (current is not None and name == CREATEDATE_PROPERTY[object_type]
                                             and object_type != "contacts"):
             check.problems.append(PropertyProblem(name, "READ_ONLY_VALUE", f"{name} is a read only property; "
                                                   "its value cannot be set."))
             continue
-        if name in DATETIME_PROPERTIES and value:
+        if (name in DATETIME_PROPERTIES or kind == "datetime") and value:
             ms = parse_datetime_ms(value)
             if ms is None:
                 check.problems.append(PropertyProblem(
@@ -243,3 +295,44 @@ def check_property_writes(
 def validation_message(problems: list[PropertyProblem]) -> str:
     return "Property values were not valid: " + orjson.dumps(
         [p.as_validation_result() for p in problems]).decode()
+
+
+def stage_dates(current: dict[str, Any], stage: str, stamp: str) -> dict[str, str]:
+    """The stage-date properties a move of lifecyclestage to `stage` sets: "Became a ... date" and "Date
+    entered ...", only the first time the contact enters that stage (a later re-entry keeps the first date)."""
+    if stage not in LIFECYCLE_VALUES:
+        return {}
+    return {prop: stamp for prop in (BECAME_DATE[stage], DATE_ENTERED[stage]) if not current.get(prop)}
+
+
+def stage_dates_from_history(entries: list[tuple[int, str | None]]) -> dict[str, str]:
+    """Stage dates from a lifecyclestage history given as (epoch ms, value), in any order."""
+    out: dict[str, str] = {}
+    for ts_ms, value in sorted(entries, key=lambda e: e[0]):
+        if value:
+            for prop, stamp in stage_dates(out, value, iso_from_ms(ts_ms)).items():
+                out[prop] = stamp
+    return out
+
+
+def custom_property_problems(definition: Any, object_type: str) -> list[str]:
+    """What is wrong with a `POST /crm/v3/properties/{objectType}` body (empty when it can be created)."""
+    if not isinstance(definition, dict):
+        return ["the property definition must be a JSON object"]
+    problems = []
+    for key in ("name", "label", "type", "fieldType", "groupName"):
+        if not isinstance(definition.get(key), str) or not definition[key].strip():
+            problems.append(f"{key} is required")
+    name = str(definition.get("name") or "")
+    if name and (not name.replace("_", "").isascii() or not name.replace("_", "").isalnum()
+                 or name != name.lower() or name[:1].isdigit()):
+        problems.append(f"name {name!r} must be lowercase letters, digits and underscores, not starting with a digit")
+    if name.startswith("hs_") or name in HUBSPOT_PROPERTIES.get(object_type, {}):
+        problems.append(f"{name} is a HubSpot property name; custom properties cannot use it")
+    if definition.get("type") and definition["type"] not in PROPERTY_TYPES:
+        problems.append(f"type must be one of {sorted(PROPERTY_TYPES)}")
+    if definition.get("fieldType") and definition["fieldType"] not in FIELD_TYPES:
+        problems.append(f"fieldType must be one of {sorted(FIELD_TYPES)}")
+    if definition.get("type") == "enumeration" and not definition.get("options"):
+        problems.append("an enumeration property needs options")
+    return problems

@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .limits import limit
 from .model import DEFAULT_PROPERTIES, as_number, parse_datetime_ms
 
-MAX_LIMIT = 200
-RESULT_CAP = 10_000
-MAX_FILTER_GROUPS = 5
-MAX_FILTERS_PER_GROUP = 6
-MAX_FILTERS_TOTAL = 18
+MAX_LIMIT = limit("search_page")
+RESULT_CAP = limit("search_results_per_query")
+MAX_FILTER_GROUPS = limit("search_filter_groups")
+MAX_FILTERS_PER_GROUP = limit("search_filters_per_group")
+MAX_FILTERS_TOTAL = limit("search_filters_total")
 
 OPERATORS = frozenset({"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY",
                        "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"})

@@ -40,9 +40,43 @@ def load_objects(state_path: str | os.PathLike[str], object_type: str,
         store.close()
 
 
+def create_properties(state_path: str | os.PathLike[str], object_type: str,
+                      definitions: Iterable[dict[str, Any]]) -> list[str]:
+    """Create custom properties in a state file, as `POST /crm/v3/properties/{objectType}` would (an existing
+    name is left as it is). Returns the names created."""
+    from .model import custom_property_problems  # noqa: PLC0415
+
+    store = Store(state_path)
+    created: list[str] = []
+    try:
+        with store.write() as conn:
+            existing = store.property_definitions(conn, object_type)
+            for definition in definitions:
+                problems = custom_property_problems(definition, object_type)
+                if problems:
+                    raise ValueError(f"{object_type}.{definition.get('name')}: {'; '.join(problems)}")
+                if definition["name"] not in existing:
+                    store.save_property(conn, object_type, dict(definition))
+                    created.append(definition["name"])
+    finally:
+        store.close()
+    return created
+
+
+def create_handoff_properties(state_path: str | os.PathLike[str]) -> list[str]:
+    """The custom properties handoff writes (`handoff.crm.properties.HANDOFF_PROPERTIES`), created in a state."""
+    from handoff.crm.properties import HANDOFF_PROPERTIES  # noqa: PLC0415
+
+    return [f"{object_type}.{name}" for object_type, definitions in HANDOFF_PROPERTIES.items()
+            for name in create_properties(state_path, object_type, definitions)]
+
+
 def init_from(state_path: str | os.PathLike[str], directory: str | os.PathLike[str]) -> dict[str, int]:
     """Replace the state with the sample's `crm/<object>.jsonl.gz` files (DIR may be the sample
-    folder or its `crm/` folder). Missing object files load as empty. Returns counts per object."""
+    folder or its `crm/` folder). Missing object files load as empty. Returns counts per object.
+
+    The sample stands for an account already set up for handoff: its custom properties (handoff_score,
+    handoff_reasons, handoff_sql_at, task handoff_dedupe_key) are created too."""
     root = Path(directory)
     crm_dir = root / "crm" if (root / "crm").is_dir() else root
     files = {name: crm_dir / f"{name}.jsonl.gz" for name in INIT_OBJECTS}
@@ -58,6 +92,7 @@ def init_from(state_path: str | os.PathLike[str], directory: str | os.PathLike[s
                 counts[name] = store.load(conn, name, read_jsonl_gz(path), source=str(path)) if path.exists() else 0
     finally:
         store.close()
+    create_handoff_properties(state_path)
     return counts
 
 
@@ -183,13 +218,15 @@ def start_sandbox(
     faults: Faults | dict[str, Any] | None = None,
     host: str = "127.0.0.1",
     daily_limit: int | None = 250_000,
+    search_rate_limit: tuple[int, float] | str | None = "5/1",
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     init_from_dir: str | os.PathLike[str] | None = None,
 ) -> SandboxHandle:
     """Start the sandbox in a background thread and return once it accepts connections.
 
-    `rate_limit` is (requests, window seconds) per token, or None for no limit; `clock` returns
+    `rate_limit` is (requests, window seconds) per token, or None for no limit; `search_rate_limit` the same for
+    the search endpoints (HubSpot: 5 per second, on by default, apart from `rate_limit`); `clock` returns
     epoch seconds and drives updatedAt/lastmodifieddate and the rate limiter; `sleep` is used
     for injected latency and timeouts (tests pass a no-op).
     """
@@ -198,7 +235,8 @@ def start_sandbox(
     store = Store(state_path)
     fault_config = faults if isinstance(faults, Faults) else Faults.from_dict(faults or {})
     app = SandboxApp(store, token, rate_limit=parse_rate_limit(rate_limit), daily_limit=daily_limit,
-                     faults=fault_config, clock=clock, sleep=sleep)
+                     search_rate_limit=parse_rate_limit(search_rate_limit), faults=fault_config, clock=clock,
+                     sleep=sleep)
     try:
         server = _Server((host, port), app)
     except OSError:
@@ -210,4 +248,5 @@ def start_sandbox(
     return SandboxHandle(server, thread, store)
 
 
-__all__ = ["INIT_OBJECTS", "OBJECT_TYPES", "SandboxHandle", "init_from", "load_objects", "start_sandbox"]
+__all__ = ["INIT_OBJECTS", "OBJECT_TYPES", "SandboxHandle", "create_handoff_properties", "create_properties",
+           "init_from", "load_objects", "start_sandbox"]

@@ -23,12 +23,16 @@ import orjson
 from .model import (
     ASSOCIATION_TYPE_IDS,
     CREATEDATE_PROPERTY,
+    HUBSPOT_PROPERTIES,
     LASTMODIFIED_PROPERTY,
+    MERGED_IDS_PROPERTY,
     OBJECT_TYPES,
     UNIQUE_PROPERTIES,
     canonical_type,
     parse_datetime_ms,
     reverse_label,
+    singular,
+    stage_dates_from_history,
 )
 
 _SCHEMA = """
@@ -76,6 +80,19 @@ CREATE TABLE IF NOT EXISTS owners (
     user_id INTEGER
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS properties (
+    object_type TEXT NOT NULL,
+    name TEXT NOT NULL,
+    definition BLOB NOT NULL,
+    archived INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (object_type, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS merges (
+    object_type TEXT NOT NULL,
+    from_id INTEGER NOT NULL,
+    to_id INTEGER NOT NULL,
+    PRIMARY KEY (object_type, from_id)
+) WITHOUT ROWID;
 """
 
 _FIRST_NEW_ID = 100_001
@@ -109,6 +126,11 @@ class Store:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The state holds contacts' emails and phones: owner-only (0600) from the first byte, whatever the umask.
+        # SQLite gives its -wal and -shm files the database file's mode.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        if self.path.stat().st_mode & 0o077:
+            os.chmod(self.path, 0o600)  # an older, looser state file (ours: a file we do not own raises here)
         self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -230,6 +252,41 @@ class Store:
             out[from_id].setdefault(to_type, []).append((to_id, label))
         return out
 
+    def property_definitions(self, conn: sqlite3.Connection, object_type: str) -> dict[str, dict[str, Any]]:
+        """The live custom properties of an object type: {name: definition as created}."""
+        rows = conn.execute("SELECT name, definition FROM properties WHERE object_type = ? AND archived = 0 "
+                            "ORDER BY name", (object_type,)).fetchall()
+        return {name: orjson.loads(definition) for name, definition in rows}
+
+    def save_property(self, conn: sqlite3.Connection, object_type: str, definition: dict[str, Any]) -> None:
+        conn.execute("INSERT OR REPLACE INTO properties (object_type, name, definition, archived) VALUES (?, ?, ?, 0)",
+                     (object_type, definition["name"], orjson.dumps(definition)))
+
+    def merged_into(self, conn: sqlite3.Connection, object_type: str, object_id: int) -> int | None:
+        """The surviving record's id for an id merged away, else None."""
+        row = conn.execute("SELECT to_id FROM merges WHERE object_type = ? AND from_id = ?",
+                           (object_type, object_id)).fetchone()
+        return row[0] if row else None
+
+    def record_merge(self, conn: sqlite3.Connection, object_type: str, from_id: int, to_id: int) -> None:
+        """`from_id` now resolves to `to_id`, and so does every id that resolved to `from_id`."""
+        conn.execute("UPDATE merges SET to_id = ? WHERE object_type = ? AND to_id = ?", (to_id, object_type, from_id))
+        conn.execute("INSERT OR REPLACE INTO merges VALUES (?, ?, ?)", (object_type, from_id, to_id))
+
+    def delete(self, conn: sqlite3.Connection, object_type: str, object_id: int) -> None:
+        """Remove a record for good (a merge's secondary, a GDPR delete): row, history and associations."""
+        conn.execute("DELETE FROM objects WHERE object_type = ? AND id = ?", (object_type, object_id))
+        conn.execute("DELETE FROM history WHERE object_type = ? AND id = ?", (object_type, object_id))
+        conn.execute("DELETE FROM associations WHERE (from_type = ? AND from_id = ?) OR (to_type = ? AND to_id = ?)",
+                     (object_type, object_id, object_type, object_id))
+
+    def move_associations(self, conn: sqlite3.Connection, object_type: str, from_id: int, to_id: int) -> None:
+        rows = conn.execute("SELECT to_type, to_id, label FROM associations WHERE from_type = ? AND from_id = ?",
+                            (object_type, from_id)).fetchall()
+        for to_type, other_id, label in rows:
+            if (to_type, other_id) != (object_type, to_id):
+                self.associate(conn, object_type, to_id, to_type=to_type, to_id=other_id, label=label)
+
     def owner_is_active(self, conn: sqlite3.Connection, owner_id: str) -> bool:
         if not str(owner_id).isdigit():
             return False
@@ -298,7 +355,7 @@ class Store:
 
     def clear(self, conn: sqlite3.Connection) -> None:
         for statement in ("DELETE FROM objects", "DELETE FROM history", "DELETE FROM associations",
-                          "DELETE FROM owners", "DELETE FROM meta"):
+                          "DELETE FROM owners", "DELETE FROM meta", "DELETE FROM properties", "DELETE FROM merges"):
             conn.execute(statement)
 
     def load(self, conn: sqlite3.Connection, object_type: str, objects: Iterable[dict[str, Any]],
@@ -312,9 +369,21 @@ class Store:
                              f"{', '.join(OBJECT_TYPES)} or owners")
         count = 0
         max_id = 0
+        known = set(HUBSPOT_PROPERTIES[kind]) | set(self.property_definitions(conn, kind))
         for n, obj in enumerate(objects, start=1):
             record, history, assocs = _record_from_api(kind, obj, f"{source}:{n}")
             conn.execute("DELETE FROM history WHERE object_type = ? AND id = ?", (kind, record.id))
+            if kind == "contacts":
+                _add_stage_dates(record, history)
+            # The objects came from an account that has every property they carry: register the custom ones.
+            for name in sorted(set(record.properties) - known):
+                self.save_property(conn, kind, {"name": name, "label": name, "type": "string", "fieldType": "text",
+                                                "groupName": f"{singular(kind)}information", "description": "",
+                                                "hasUniqueValue": name == UNIQUE_PROPERTIES.get(kind)})
+                known.add(name)
+            for merged in str(record.properties.get(MERGED_IDS_PROPERTY) or "").split(";"):
+                if merged.strip().isdigit() and int(merged) != record.id:
+                    self.record_merge(conn, kind, int(merged), record.id)
             self.save(conn, record)
             rows = []
             for prop, entries in history.items():
@@ -357,6 +426,18 @@ class Store:
                           (record.get("email") or "").lower() or None, record.get("userId")))
             count += 1
         return count
+
+
+def _add_stage_dates(record: Record, history: dict[str, list[dict[str, Any]]]) -> None:
+    """Stage dates a loaded contact does not carry, as HubSpot would have set them: from its lifecyclestage
+    history, or (no history) from its current stage at its creation time."""
+    entries = [(parse_datetime_ms(e.get("timestamp")), e.get("value")) for e in history.get("lifecyclestage") or []]
+    stamped = [(ms, value) for ms, value in entries if ms is not None]
+    if not stamped and record.properties.get("lifecyclestage"):
+        stamped = [(record.created_ms, record.properties["lifecyclestage"])]
+    for prop, stamp in stage_dates_from_history(stamped).items():
+        if not record.properties.get(prop):
+            record.properties[prop] = stamp
 
 
 def _opt_str(value: Any) -> str | None:

@@ -51,6 +51,13 @@ class ObjectSpec:
     associations: tuple[str, ...] = ()
 
 
+# The lifecycle stages whose dates the contacts extract carries: HubSpot's "Became a ... date"
+# (hs_lifecyclestage_<stage>_date) and "Date entered ..." (hs_v2_date_entered_<stage>), set when the stage is first
+# entered (evidence for stage events besides propertiesWithHistory.lifecyclestage).
+STAGE_DATE_STAGES = ("lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer")
+STAGE_DATE_PROPERTIES = tuple(f"hs_lifecyclestage_{s}_date" for s in STAGE_DATE_STAGES) + tuple(
+    f"hs_v2_date_entered_{s}" for s in STAGE_DATE_STAGES)
+
 # What handoff reads of each object (docs/data-contracts.md).
 OBJECTS: dict[str, ObjectSpec] = {
     "owners": ObjectSpec(),
@@ -61,7 +68,8 @@ OBJECTS: dict[str, ObjectSpec] = {
                             "associatedcompanyid", "hubspot_owner_id", "lifecyclestage", "hs_lead_status",
                             "hs_analytics_source", "hs_analytics_source_data_1", "hs_email_optout",
                             "hs_email_bounce", "createdate", "lastmodifieddate", "handoff_score",
-                            "handoff_reasons", "handoff_sql_at"), history=("lifecyclestage",)),
+                            "handoff_reasons", "handoff_sql_at", "hs_merged_object_ids", *STAGE_DATE_PROPERTIES),
+                       history=("lifecyclestage",)),
     "deals": ObjectSpec(("dealname", "pipeline", "dealstage", "amount", "createdate", "closedate",
                          "hubspot_owner_id", "hs_lastmodifieddate"), associations=("contacts", "companies")),
     "meetings": ObjectSpec(("hs_timestamp", "hs_meeting_title", "hs_meeting_outcome", "hubspot_owner_id",

@@ -25,6 +25,7 @@ from handoff.push.transport import Answer, NoAnswer, Transport
 CONTACTS = "/crm/v3/objects/contacts"
 TASKS = "/crm/v3/objects/tasks"
 DEDUPE_PROPERTY = "handoff_dedupe_key"
+MERGED_IDS = "hs_merged_object_ids"  # ids merged into a record: a read by one of them answers the survivor
 
 # Row error codes that no retry will fix: the row is parked with the CRM's message.
 PERMANENT_CODES = frozenset({
@@ -101,17 +102,26 @@ class Crm:
 
     # -- reads ------------------------------------------------------------------------------------------------
     def read(self, path: str, ids: Sequence[str], properties: Sequence[str]) -> tuple[dict[str, dict], set[str]]:
-        """Batch read (≤100 ids): ({id: properties}, ids the CRM does not have live). Raises CallFailed."""
+        """Batch read (≤100 ids): ({id: properties}, ids the CRM does not have live). Raises CallFailed.
+
+        An id merged into another record is answered by the survivor (under the survivor's id, naming the old one in
+        ``hs_merged_object_ids``): it is found, under the id asked for, with the survivor's properties."""
         op = "read_" + path.rsplit("/", 1)[-1]
         try:
             answer = self._post(op, f"{path}/batch/read",
-                                {"properties": list(properties), "inputs": [{"id": i} for i in ids]})
+                                {"properties": list(dict.fromkeys([*properties, MERGED_IDS])),
+                                 "inputs": [{"id": i} for i in ids]})
         except NoAnswer as exc:
             raise CallFailed(str(exc), None) from None
         if answer.status not in (200, 207):
             outcome = whole_call_outcome(f"batch read {path}", answer, None)
             raise CallFailed(outcome.reason or "", answer.status)
         found = {str(r["id"]): r.get("properties") or {} for r in answer.body.get("results") or []}
+        asked = {str(i) for i in ids}
+        for props in list(found.values()):
+            for old in str(props.get(MERGED_IDS) or "").split(";"):
+                if old in asked and old not in found:
+                    found[old] = props
         missing = {str(i) for e in answer.body.get("errors") or [] if e.get("category") == "OBJECT_NOT_FOUND"
                    for i in (e.get("context") or {}).get("ids") or []}
         missing |= {i for i in ids if i not in found}
@@ -146,7 +156,8 @@ class Crm:
     # -- writes -----------------------------------------------------------------------------------------------
     def update_contacts(self, updates: dict[str, dict[str, str]]) -> dict[str, Outcome]:
         """Batch update (≤100 contacts): {contact id: outcome}."""
-        inputs = [{"id": cid, "properties": props} for cid, props in updates.items()]
+        # the trace id names the row in the answer even when the CRM answers it under a merged contact's survivor id
+        inputs = [{"id": cid, "properties": props, "objectWriteTraceId": cid} for cid, props in updates.items()]
         try:
             answer: Answer | None = self._post("update_contacts", f"{CONTACTS}/batch/update", {"inputs": inputs})
             error = None
@@ -157,7 +168,8 @@ class Crm:
             return dict.fromkeys(updates, outcome)
         out: dict[str, Outcome] = {}
         for result in answer.body.get("results") or []:
-            out[str(result["id"])] = Outcome("succeeded", answer.status, str(result["id"]))
+            out[str(result.get("objectWriteTraceId") or result["id"])] = Outcome("succeeded", answer.status,
+                                                                                 str(result["id"]))
         for err in answer.body.get("errors") or []:
             outcome = classify_row_error(err, update=True)
             for cid in (err.get("context") or {}).get("ids") or []:

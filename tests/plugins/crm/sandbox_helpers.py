@@ -21,6 +21,11 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
+    def sleep(self, seconds: float) -> None:
+        """A wait that costs no real time: the clock moves on instead (so a client's pacing and the sandbox's
+        rate windows agree without the test sleeping)."""
+        self.now += max(1e-6, seconds)
+
 
 def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"

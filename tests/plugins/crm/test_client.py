@@ -162,3 +162,68 @@ def test_associations_read_takes_none_found_as_no_associations():
                    rate_limiter=RateLimiter(1000, 1.0)) as client:
         assert client.read_associations("deals", "contacts", ["7", "8"]) == {
             "7": [{"id": "1", "type": "deal_to_contact"}]}
+
+
+@pytest.fixture
+def paced(tmp_path):
+    """A sandbox and a client on one fake clock (waits advance it): HubSpot's search limit, 5 a second, holds."""
+    t = FakeTime()
+    t.now = T0.timestamp()
+    state = tmp_path / "paced.sqlite3"
+    load_objects(state, "contacts", [contact(i, T0 + timedelta(minutes=i)) for i in range(120)])
+    handle = start_sandbox(state, port=0, token=TOKEN, rate_limit=(100, 10), daily_limit=None, clock=t.clock,
+                           sleep=lambda s: None)
+    client = CrmClient(handle.url, TOKEN, sleep=t.sleep, rate_limiter=RateLimiter(100, 10.0, clock=t.clock,
+                                                                                  sleep=t.sleep))
+    yield handle, client, t
+    client.close()
+    handle.stop()
+
+
+def test_batch_read_with_history_goes_in_fifties(paced):
+    handle, client, _ = paced
+    ids = [str(1000 + i) for i in range(120)]
+    got = client.batch_read("contacts", ids, ["email"], properties_with_history=["lifecyclestage"])
+    assert [o["id"] for o in got] == ids
+    assert all(o["propertiesWithHistory"]["lifecyclestage"][0]["value"] == "lead" for o in got)
+    assert handle.stats()["by_path"] == {"POST /crm/v3/objects/contacts/batch/read": {"200": 3}}  # 50 + 50 + 20
+    client.batch_read("contacts", ids, ["email"])
+    assert handle.stats()["by_path"]["POST /crm/v3/objects/contacts/batch/read"] == {"200": 5}  # 100 + 20
+
+
+def test_searches_are_paced_at_five_a_second(paced):
+    handle, client, t = paced
+    start = t.now
+    lo, hi = int(T0.timestamp() * 1000), int((T0 + timedelta(days=1)).timestamp() * 1000)
+    totals = [client.search_page("contacts", ["email"], lo, hi, limit=1)["total"] for _ in range(12)]
+    assert totals == [120] * 12
+    assert handle.stats()["by_path"] == {"POST /crm/v3/objects/contacts/search": {"200": 12}}
+    assert handle.app.search_limiter.refused == 0
+    assert t.now - start == pytest.approx(2 * 1.111)  # 5 at once, 5 more 1.1 s (+11 ms slack) later, then 2
+
+
+def test_a_search_429_is_retried_after_a_second(paced):
+    """HubSpot's search 429 (policyName SECONDLY) carries no Retry-After and no rate-limit headers: the client waits
+    a second on its search limiter and sends again."""
+    handle, _, t = paced
+    unpaced = CrmClient(handle.url, TOKEN, sleep=t.sleep, rate_limiter=RateLimiter(100, 10.0, clock=t.clock,
+                                                                                   sleep=t.sleep),
+                        search_rate_limiter=RateLimiter(1000, 1.0, clock=t.clock, sleep=t.sleep))
+    lo, hi = int(T0.timestamp() * 1000), int((T0 + timedelta(days=1)).timestamp() * 1000)
+    for _ in range(7):
+        assert unpaced.search_page("contacts", ["email"], lo, hi, limit=1)["total"] == 120
+    assert handle.stats()["by_path"] == {"POST /crm/v3/objects/contacts/search": {"200": 7, "429": 1}}
+    assert t.slept == [1.0]
+    unpaced.close()
+
+
+def test_a_daily_429_is_not_retried(tmp_path):
+    state = tmp_path / "daily.sqlite3"
+    load_objects(state, "contacts", [contact(1, T0)])
+    with start_sandbox(state, token=TOKEN, rate_limit=None, daily_limit=1, sleep=lambda s: None) as handle, \
+            CrmClient(handle.url, TOKEN, sleep=lambda s: None) as client:
+        assert len(client.batch_read("contacts", ["1001"], ["email"])) == 1
+        with pytest.raises(CrmError) as info:
+            client.batch_read("contacts", ["1001"], ["email"])
+        assert info.value.status == 429 and info.value.body["policyName"] == "DAILY"
+        assert client.requests_sent == 2  # one attempt: the day's quota does not come back in seconds

@@ -12,7 +12,7 @@ PLUGINS = Path(__file__).resolve().parents[3] / "plugins"
 if str(PLUGINS) not in sys.path:
     sys.path.insert(0, str(PLUGINS))
 
-from handoff.crm_sandbox import load_objects  # noqa: E402
+from handoff.crm_sandbox import create_handoff_properties, load_objects  # noqa: E402
 
 TOKEN = "test-token"
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -76,7 +76,8 @@ def meeting(meeting_id: int, contact_id: int) -> dict[str, Any]:
 
 def seed_small(state: Path) -> None:
     """Owners 1-3 (3 archived), companies 500-501, contacts 1-25 updated over 25 days, 26 archived,
-    one meeting with contact 1."""
+    one meeting with contact 1; handoff's custom properties exist (the account is set up for handoff)."""
+    create_handoff_properties(state)
     load_objects(state, "owners", [owner(1), owner(2), owner(3, archived=True)])
     load_objects(state, "companies", [company(500), company(501)])
     load_objects(state, "contacts", [

@@ -83,3 +83,42 @@ def test_cli_fault_flags_map_to_faults():
     assert (faults.seed, faults.rate_limit_storm, faults.server_error, faults.timeout, faults.timeout_mode,
             faults.slow, faults.slow_ms, faults.row_error_rate, faults.down) == (
         9, 0.1, 0.2, 0.05, "late", 0.5, 200.0, 0.25, True)
+
+
+def test_init_from_a_generated_sample_gives_contacts_their_stage_dates(tmp_path):
+    """The sample's contacts carry their lifecyclestage history; initialised into the sandbox, each has the stage
+    dates HubSpot would have set: the first time its history entered the stage."""
+    from handoff.sample import generate
+
+    from tests.plugins.sample.sample_support import SMALL
+
+    sample = tmp_path / "sample"
+    generate(sample, seed=7, workers=1, **SMALL)
+    state = tmp_path / "state.sqlite3"
+    init_from(state, sample)
+    props = ",".join(f"{p}{s}{q}" for s in ("lead", "marketingqualifiedlead", "salesqualifiedlead")
+                     for p, q in (("hs_lifecyclestage_", "_date"), ("hs_v2_date_entered_", "")))
+    checked = {"lead": 0, "marketingqualifiedlead": 0, "salesqualifiedlead": 0}
+    with start_sandbox(state, token=TOKEN, rate_limit=None) as handle:
+        http = Http(handle.url)
+        after = None
+        while True:
+            page = http.get("/crm/v3/objects/contacts", limit=50, properties=props,
+                            propertiesWithHistory="lifecyclestage", **({"after": after} if after else {})).json()
+            for c in page["results"]:
+                first: dict[str, str] = {}
+                for entry in sorted(c["propertiesWithHistory"]["lifecyclestage"], key=lambda e: e["timestamp"]):
+                    first.setdefault(entry["value"], entry["timestamp"])
+                for stage in checked:
+                    became = c["properties"][f"hs_lifecyclestage_{stage}_date"]
+                    assert became == c["properties"][f"hs_v2_date_entered_{stage}"]
+                    if stage in first:
+                        assert became is not None and became[:19] == first[stage][:19], (c["id"], stage)
+                        assert became.endswith("Z") and len(became) == 24  # ISO-8601 with milliseconds
+                        checked[stage] += 1
+                    else:
+                        assert became is None, (c["id"], stage)
+            after = (page.get("paging") or {}).get("next", {}).get("after")
+            if not after:
+                break
+    assert checked["lead"] > 100 and checked["salesqualifiedlead"] > 0, checked  # (the sample's MQLs come later)

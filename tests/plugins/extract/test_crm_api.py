@@ -29,8 +29,13 @@ def sandbox(tmp_path):
     handle.stop()
 
 
-def client_for(handle) -> CrmClient:
-    return CrmClient(handle.url, TOKEN, rate_limiter=RateLimiter(10_000, 1.0), sleep=lambda s: None)
+def client_for(handle, clock: Clock | None = None) -> CrmClient:
+    """A client for the sandbox whose rate limiters wait on the sandbox's clock (``clock``, else the fixture's) instead
+    of sleeping: the search pacing (5 a second) costs no real time, and the sandbox's search limiter sees it (its
+    clock only moves when a test sets it or the client waits)."""
+    clock = clock or getattr(handle, "clock", None)
+    limiter = RateLimiter(10_000, 1.0, clock=clock, sleep=clock.sleep) if clock else RateLimiter(10_000, 1.0)
+    return CrmClient(handle.url, TOKEN, rate_limiter=limiter, sleep=lambda s: None)
 
 
 def q(wh, query, params=None):
@@ -146,11 +151,13 @@ def test_more_than_10000_changes_in_the_window_are_each_extracted_once(wh, tmp_p
     load_objects(state, "contacts", tiny)
     with psycopg.connect(wh.conninfo("admin")) as conn:  # a previous run's watermark: this run is incremental
         conn.execute("insert into ops.crm_watermarks values ('contacts', %s, gen_random_uuid(), now())", [END1])
-    handle = start_sandbox(state, port=0, token=TOKEN, rate_limit=None, sleep=lambda s: None)
+    clock = Clock(END2)
+    handle = start_sandbox(state, port=0, token=TOKEN, rate_limit=None, clock=clock, sleep=lambda s: None)
     try:
-        with client_for(handle) as client:
+        with client_for(handle, clock) as client:
             res = crm_api.sync_crm(wh.conninfo("loader"), client, interval_end=END2, objects=["contacts"])
         stats = handle.stats()
+        assert handle.app.search_limiter.refused == 0  # the client kept to 5 searches a second by itself
     finally:
         handle.stop()
     assert res["objects"]["contacts"]["rows_loaded"] == n

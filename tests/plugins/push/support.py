@@ -20,10 +20,11 @@ AS_OF = datetime(2026, 4, 1, tzinfo=UTC)
 
 
 class FakeClock:
-    """Monotonic seconds that move only when someone sleeps: retries and rate-limit waits cost no real time."""
+    """Epoch seconds that move only when someone sleeps: retries and rate-limit waits cost no real time. The client's
+    limiters and the sandbox share it, so the sandbox's windows see the client's pacing, not the test's speed."""
 
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = T0.timestamp()
 
     def __call__(self) -> float:
         return self.now

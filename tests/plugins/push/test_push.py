@@ -169,3 +169,37 @@ def test_the_queue_is_read_by_column_name_up_to_as_of(wh, crm, clock):
     make_queue(wh, [queue_row(1), late])
     summary = run(wh, handle, clock)
     assert (summary["queued"], summary["tasks_created"]) == (1, 1)
+
+
+def test_an_account_without_handoffs_custom_properties_refuses_the_push_and_says_which(wh, crm, clock):
+    """HubSpot answers a write to a property the account lacks with 400 PROPERTY_DOESNT_EXIST for the whole batch;
+    the push writes nothing, keeps every SQL for the next run and logs the property by name."""
+    handle = crm(2, properties=False)
+    make_queue(wh, [queue_row(1), queue_row(2)])
+    with pytest.raises(CrmUnavailable, match="2 new SQLs wait for the next run"):
+        run(wh, handle, clock)
+    reasons = {r["reason"] for r in log_rows(wh, "action = 'update_contact'")}
+    assert reasons and all("PROPERTY_DOESNT_EXIST" in r and "handoff_score" in r for r in reasons), reasons
+    assert Api(handle.url).stages() == {"1": "marketingqualifiedlead", "2": "marketingqualifiedlead"}
+    assert calls(handle.stats(), "POST /crm/v3/objects/tasks/batch/create") == 0
+
+
+def test_an_sql_whose_contact_was_merged_reaches_the_surviving_contact(wh, crm, clock):
+    """The warehouse still knows the merged-away id; the CRM answers it with the survivor (hs_merged_object_ids):
+    the stage, the properties and the task land on the survivor, and the log says it succeeded."""
+    handle = crm(3)
+    api = Api(handle.url)
+    merged = api.http.post("/crm/v3/objects/contacts/merge", json={"primaryObjectId": "1", "objectIdToMerge": "2"})
+    assert merged.status_code == 200
+    make_queue(wh, [queue_row(2)])
+    summary = run(wh, handle, clock)
+    assert (summary["contacts_updated"], summary["tasks_created"], summary["parked"], summary["retry_next_run"]) == (
+        1, 1, 0, 0)
+    assert api.stages() == {"1": "salesqualifiedlead", "3": "marketingqualifiedlead"}
+    survivor = api.http.get("/crm/v3/objects/contacts/1", params={"properties": "handoff_sql_at",
+                                                                  "associations": "tasks"}).json()
+    assert survivor["properties"]["handoff_sql_at"] == "2026-03-01T09:02:00.000Z"
+    [task] = survivor["associations"]["tasks"]["results"]
+    assert {r["action"]: r["status"] for r in log_rows(wh)} == {
+        "update_contact": "succeeded", "create_task": "succeeded", "readback": "succeeded"}  # read back as sent
+    assert [r["crm_object_id"] for r in log_rows(wh, "action = 'create_task'")] == [task["id"]]
