@@ -20,7 +20,7 @@ def log(msg: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from handoff import airflow_run, local_services, warehouse  # noqa: PLC0415
+    from handoff import airflow_run, warehouse  # noqa: PLC0415
 
     t0 = time.monotonic()
     end = args.end_date or (datetime.now(UTC).date() - timedelta(days=1))
@@ -28,6 +28,20 @@ def main(args: argparse.Namespace) -> int:
     if tgt.local:
         warehouse.LocalCluster().up(log=log)
     warehouse.setup(tgt, log=log)
+
+    try:
+        with airflow_run.run_lock(end, log=log):
+            _sample_and_run(args, tgt, end)
+    except airflow_run.RunFailed as exc:
+        raise SystemExit(f"handoff: error: {exc}") from None
+    print(summary(tgt, end, time.monotonic() - t0))
+    return 0
+
+
+def _sample_and_run(args: argparse.Namespace, tgt, end: date) -> None:
+    """The sample (regenerated, and the warehouse and CRM sandbox reset, when its parameters changed), then the
+    daily run for ``end``: under the run lock, since both change what another run would be reading."""
+    from handoff import airflow_run, local_services  # noqa: PLC0415
 
     wanted = {"seed": args.seed, "contacts": args.contacts, "days": args.days, "end_date": end.isoformat()}
     sample_dir = settings.paths().sample
@@ -45,8 +59,6 @@ def main(args: argparse.Namespace) -> int:
 
     with local_services.crm_for_run(log=log):
         airflow_run.run_day(end, log=log)
-    print(summary(tgt, end, time.monotonic() - t0))
-    return 0
 
 
 def _sample_params(sample_dir) -> dict | None:
