@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
 import secrets
 import socket
@@ -19,6 +21,47 @@ DAG_ID = "handoff_daily"
 
 class RunFailed(RuntimeError):
     pass
+
+
+class RunLocked(RunFailed):
+    """Another ``handoff run`` (or ``handoff demo``) of the same HANDOFF_HOME holds the run lock."""
+
+
+@contextlib.contextmanager
+def run_lock(day: date, *, wait: bool = False, log=print):
+    """One run at a time per HANDOFF_HOME: its runs share Airflow's SQLite metadata database (two runs of one day at
+    once collide on the dag_run row) and the warehouse (two dbt builds would replace the same tables). An exclusive
+    flock on ``<airflow home>/handoff_run.lock``, released when the block ends or the process dies; the holder's pid
+    and day are written into the file for the message of the one refused (or, with ``wait``, waiting)."""
+    path = settings.paths().airflow_home / "handoff_run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = lock_holder(path)
+            if not wait:
+                raise RunLocked(
+                    f"another handoff run {holder} is running; runs of one HANDOFF_HOME ({settings.paths().home}) "
+                    f"share Airflow's metadata database and the warehouse, so they go one at a time: wait for it to "
+                    f"finish and run {day.isoformat()} again, or pass --wait to start when it has") from None
+            log(f"waiting for another handoff run {holder} to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "date": day.isoformat()}).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor releases the lock
+
+
+def lock_holder(path) -> str:
+    """'for 2026-11-30 (pid 1234)', from what the holder wrote into the lock file."""
+    try:
+        held = json.loads(path.read_text())
+        return f"for {held['date']} (pid {held['pid']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "(pid unknown)"
 
 
 def ensure_metadata_db(log=print) -> None:
@@ -71,6 +114,7 @@ def run_day(day: date, *, conf: dict | None = None, log=print, verbose: bool = F
         raise RunFailed("the DAG does not import:\n" + "\n".join(bag.import_errors.values()))
     dag = bag.get_dag(DAG_ID)
     _, end = interval_for(day)
+    refuse_before_start_date(dag, day, end)
     # CronDataIntervalTimetable: a manual run at D+1 00:00 covers the whole day D = [D, D+1).
     log(f"running {DAG_ID} for {day.isoformat()} (data interval {day.isoformat()}T00:00Z → {end.date()}T00:00Z)")
     logfile = settings.paths().airflow_home / "logs" / f"handoff_run_{day.isoformat()}.log"
@@ -82,12 +126,30 @@ def run_day(day: date, *, conf: dict | None = None, log=print, verbose: bool = F
             log(f"task output (Airflow, dbt) goes to {logfile}")
             with _output_to(logfile):
                 dagrun = dag.test(logical_date=end, run_conf=conf or {}, use_executor=bool(parallel))
-    states = _task_states(dagrun)
+    states = _task_states(dagrun) if dagrun is not None else {}
+    if not any(s == "success" for s in states.values()):
+        # Airflow counts a run without task instances a success; a run that ran nothing did not do its job
+        raise RunFailed(f"{DAG_ID} run for {day.isoformat()} ran no task (task states: {states or 'none'}): Airflow "
+                        f"created no task instance for it, e.g. a day outside the DAG's start_date/end_date, so "
+                        f"nothing was loaded, built or pushed")
     if str(getattr(dagrun, "state", "")) != "success":
         failed = sorted(t for t, s in states.items() if s not in {"success", "skipped"})
         tail = "" if verbose else "\n--- last lines of " + str(logfile) + " ---\n" + _tail(logfile)
         raise RunFailed(f"{DAG_ID} run for {day.isoformat()} ended {dagrun.state}; not successful: {failed}{tail}")
     return states
+
+
+def refuse_before_start_date(dag, day: date, logical_date: datetime) -> None:
+    """Airflow creates a task instance only for tasks whose start_date is at or before the run's logical date
+    (DagRun.verify_integrity); a day earlier than that would run nothing, so say so instead."""
+    starts = [t.start_date for t in dag.tasks if t.start_date is not None]
+    if starts and all(start > logical_date for start in starts):
+        start = min(starts)
+        first = (start - timedelta(microseconds=1)).date()  # the day whose run starts at or after start_date
+        raise RunFailed(f"{day.isoformat()} is before {DAG_ID}'s start_date {start:%Y-%m-%d %H:%M} UTC: Airflow runs "
+                        f"no task for it, so nothing would be loaded, built or pushed; the earliest day it runs is "
+                        f"{first.isoformat()} (its run starts at {start:%Y-%m-%d %H:%M}); change start_date in "
+                        f"dags/handoff_daily.py to run earlier days")
 
 
 @contextlib.contextmanager

@@ -102,13 +102,14 @@ def parse_slots(value: str) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from handoff import airflow_run, local_services  # noqa: PLC0415
 
-    _require_warehouse()
-    with local_services.crm_for_run(log=log):
-        try:
-            states = airflow_run.run_day(args.date, conf={"push_dry_run": args.push_dry_run}, log=log,
-                                         verbose=args.verbose, parallel=args.parallel)
-        except airflow_run.RunFailed as exc:
-            raise CliError(str(exc)) from None
+    try:
+        with airflow_run.run_lock(args.date, wait=args.wait, log=log):
+            _require_warehouse()
+            with local_services.crm_for_run(log=log):
+                states = airflow_run.run_day(args.date, conf={"push_dry_run": args.push_dry_run}, log=log,
+                                             verbose=args.verbose, parallel=args.parallel)
+    except airflow_run.RunFailed as exc:
+        raise CliError(str(exc)) from None
     ok = sum(1 for s in states.values() if s == "success")
     log(f"run for {args.date} succeeded: {ok}/{len(states)} tasks successful")
     return 0
@@ -197,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=parse_slots, metavar="N",
                    help="run up to N tasks at once through Airflow's LocalExecutor, as a scheduler would (default: "
                         "one at a time, in-process)")
+    p.add_argument("--wait", action="store_true",
+                   help="when another run of this HANDOFF_HOME is going, wait for it instead of refusing")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("push", help="push new SQLs from marts.sql_handoff_queue to the CRM")

@@ -11,13 +11,16 @@ from datetime import UTC, date, datetime, timedelta
 
 from handoff import settings
 
+# marks a number of a period that has not ended by the run's data interval end (is_complete false in the marts)
+IN_PROGRESS = "*"
+
 
 def log(msg: str) -> None:
     print(f"[handoff demo] {msg}", flush=True)
 
 
 def main(args: argparse.Namespace) -> int:
-    from handoff import airflow_run, local_services, warehouse  # noqa: PLC0415
+    from handoff import airflow_run, warehouse  # noqa: PLC0415
 
     t0 = time.monotonic()
     end = args.end_date or (datetime.now(UTC).date() - timedelta(days=1))
@@ -25,6 +28,20 @@ def main(args: argparse.Namespace) -> int:
     if tgt.local:
         warehouse.LocalCluster().up(log=log)
     warehouse.setup(tgt, log=log)
+
+    try:
+        with airflow_run.run_lock(end, log=log):
+            _sample_and_run(args, tgt, end)
+    except airflow_run.RunFailed as exc:
+        raise SystemExit(f"handoff: error: {exc}") from None
+    print(summary(tgt, end, time.monotonic() - t0))
+    return 0
+
+
+def _sample_and_run(args: argparse.Namespace, tgt, end: date) -> None:
+    """The sample (regenerated, and the warehouse and CRM sandbox reset, when its parameters changed), then the
+    daily run for ``end``: under the run lock, since both change what another run would be reading."""
+    from handoff import airflow_run, local_services  # noqa: PLC0415
 
     wanted = {"seed": args.seed, "contacts": args.contacts, "days": args.days, "end_date": end.isoformat()}
     sample_dir = settings.paths().sample
@@ -42,8 +59,6 @@ def main(args: argparse.Namespace) -> int:
 
     with local_services.crm_for_run(log=log):
         airflow_run.run_day(end, log=log)
-    print(summary(tgt, end, time.monotonic() - t0))
-    return 0
 
 
 def _sample_params(sample_dir) -> dict | None:
@@ -93,19 +108,29 @@ def summary(tgt, day: date, seconds: float) -> str:
             " from marts.dim_contacts").fetchone()
         out.append(f"  reached MQL: {funnel[0]:,} ({funnel[1]:,} inferred)   reached SQL: {funnel[2]:,} "
                    f"({funnel[3]:,} inferred)")
-        out.append("\nMQL→SQL cohorts, all contacts (marts.mql_sql_conversion_cohorts; * = still open):")
+        out.append(f"\nMQL→SQL cohorts, all contacts (marts.mql_sql_conversion_cohorts; {IN_PROGRESS} = still open):")
         rows = conn.execute(
             "select cohort_period, months_since_mql, mqls, conversion_rate, is_complete"
             " from marts.mql_sql_conversion_cohorts where segment_type = 'all'"
             " order by cohort_period, months_since_mql").fetchall()
         out += _cohort_table(rows, day)
         lagged = conn.execute(
-            "select period, lag_periods, sqls, mqls, rate from marts.mql_sql_lagged_conversion"
+            "select period, lag_periods, sqls, mqls, rate, is_complete from marts.mql_sql_lagged_conversion"
             " where segment_type = 'all' and lag_periods in (0, 2) order by period desc, lag_periods"
             " limit 8").fetchall()
-        out.append("\nLagged conversion (SQLs in period / MQLs in period − lag), latest periods:")
-        out += [f"  {p:%Y-%m}  lag {lag}:  {s:>5} / {m:<5} = {'n/a (no MQLs)' if r is None else f'{r:.1%}'}"
-                for p, lag, s, m, r in lagged]
+        out.append(f"\nLagged conversion (SQLs in period / MQLs in period − lag), latest periods "
+                   f"({IN_PROGRESS} = period in progress, SQLs so far):")
+        out += _lagged_table(lagged)
+        verdicts = conn.execute(
+            "select volume.period, volume.mqls, volume.mql_goal, volume.sla_status, health.rate,"
+            " health.health_status, volume.is_complete"
+            " from marts.sla_mql_volume volume"
+            " left join marts.mql_sql_rate_health health"
+            "  on health.period = volume.period and health.segment_type = 'all'"
+            " order by volume.period desc limit 3").fetchall()
+        out.append(f"\nVerdicts, latest periods (marts.sla_mql_volume, marts.mql_sql_rate_health; {IN_PROGRESS} = "
+                   "period in progress: figures so far, not judged until it ends):")
+        out += _verdict_table(verdicts)
         queue = conn.execute("select count(*) from marts.sql_handoff_queue").fetchone()[0]
     with warehouse.connect("admin", tgt=tgt) as conn:
         pushed = dict(conn.execute(
@@ -122,19 +147,45 @@ def summary(tgt, day: date, seconds: float) -> str:
     return "\n".join(out)
 
 
+def _mark(complete: bool) -> str:
+    """One character after a number: the in-progress mark, or a space (so the columns stay aligned)."""
+    return " " if complete else IN_PROGRESS
+
+
 def _cohort_table(rows, day: date) -> list[str]:
     by_cohort: dict = {}
     for cohort, k, mqls, rate, complete in rows:
         entry = by_cohort.setdefault(cohort, {"mqls": mqls, "rates": {}})
         if (cohort.year * 12 + cohort.month) + k > day.year * 12 + day.month:
             continue  # that period has not begun yet
-
-        entry["rates"][k] = f"{rate:.0%}" + ("" if complete else "*")
+        entry["rates"][k] = f"{rate:>6.0%}{_mark(complete)}"
     if not by_cohort:
         return ["  (no MQLs yet)"]
     width = max(len(e["rates"]) for e in by_cohort.values())
-    lines = ["  cohort   MQLs " + "".join(f"{'+' + str(k):>7}" for k in range(width))]
+    lines = ["  cohort   MQLs " + "".join(f"{'+' + str(k):>6} " for k in range(width))]
     for cohort, entry in sorted(by_cohort.items()):
-        cells = "".join(f"{entry['rates'].get(k, ''):>7}" for k in range(width))
-        lines.append(f"  {cohort:%Y-%m}  {entry['mqls']:>5}{cells}")
+        cells = "".join(entry["rates"].get(k, " " * 7) for k in range(width))
+        lines.append(f"  {cohort:%Y-%m}  {entry['mqls']:>5} {cells}")
+    return [line.rstrip() for line in lines]
+
+
+def _lagged_table(rows) -> list[str]:
+    """(period, lag, sqls, mqls, rate, is_complete) rows; an incomplete period's ratio is marked."""
+    lines = []
+    for period, lag, sqls, mqls, rate, complete in rows:
+        ratio = "n/a (no MQLs)" if rate is None else f"{rate:.1%}"
+        lines.append(f"  {period:%Y-%m}  lag {lag}:  {sqls:>5} / {mqls:<5} = {ratio}"
+                     + ("" if complete else f" {IN_PROGRESS} in progress"))
+    return lines or ["  (no periods yet)"]
+
+
+def _verdict_table(rows) -> list[str]:
+    """(period, mqls, goal, sla_status, headline rate, health_status, is_complete) rows, latest first."""
+    if not rows:
+        return ["  (no periods yet)"]
+    lines = [f"  period   {'MQLs / goal':>16}  {'goal':<12}{'lagged rate':>12}  health"]
+    for period, mqls, goal, sla, rate, health, complete in rows:
+        ratio = "n/a " if rate is None else f"{rate:.1%}{_mark(complete)}"
+        lines.append(f"  {period:%Y-%m}  {mqls:>8,}{_mark(complete)} / {goal:<5,} {sla:<12}{ratio:>12}  "
+                     f"{health or 'n/a'}")
     return lines

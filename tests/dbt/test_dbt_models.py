@@ -279,7 +279,7 @@ def _contacts_by_segment(admin: str) -> dict[tuple[str, str], list[dict]]:
     for c in _rows(admin, "select * from marts.dim_contacts"):
         seg[("all", "all")].append(c)
         for col in SEGMENT_COLUMNS:
-            seg[(col, c[col] if c[col] is not None else "unknown")].append(c)
+            seg[(col, c[col] if c[col] is not None else "(none)")].append(c)
     return seg
 
 

@@ -1,5 +1,6 @@
 -- Every contact under each segment type the definition reports (conversion.segments): all / original_source /
--- persona / industry / company_size_band, with its MQL and SQL times. Missing values are 'unknown'.
+-- persona / industry / company_size_band, with its MQL and SQL times. A missing value (null in dim_contacts) is
+-- '(none)', kept apart from a value the CRM itself sends (a source or persona literally called 'unknown').
 with
 
 contacts as (
@@ -18,7 +19,7 @@ unpivoted as (
     select
         contacts.contact_id,
         segments.segment_type,
-        coalesce(segments.segment_value, 'unknown') as segment_value
+        coalesce(segments.segment_value, '(none)') as segment_value
     from contacts
     cross join lateral (
         values

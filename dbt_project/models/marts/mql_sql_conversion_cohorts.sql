@@ -43,8 +43,7 @@ grid as (
     select
         cohorts.*,
         periods.months_since_mql::integer as months_since_mql,
-        {{ utc_midnight('cohorts.cohort_period + (periods.months_since_mql + 1) * settings.period_interval') }}
-            as period_end_at
+        {{ period_end_at('cohorts.cohort_period', 'periods.months_since_mql + 1') }} as period_end_at
     from cohorts
     cross join settings
     cross join lateral generate_series(0, settings.max_periods_since_mql) as periods (months_since_mql)
@@ -76,7 +75,7 @@ final as (
         grid.mqls,
         sqls.sqls_cumulative,
         grid.period_end_at,
-        grid.period_end_at <= run_interval.interval_end_at as is_complete,
+        {{ period_is_complete('grid.period_end_at') }} as is_complete,
         round(grid.median_days_mql_to_sql::numeric, 2) as median_days_mql_to_sql,
         settings.definition_version
     from grid

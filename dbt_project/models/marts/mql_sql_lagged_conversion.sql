@@ -78,8 +78,8 @@ final as (
         coalesce(sql_counts.sqls, 0) as sqls,
         coalesce(mql_counts.mqls, 0) as mqls,
         lags.lag_periods = settings.sales_cycle_lag_periods as is_sales_cycle_lag,
-        {{ utc_midnight('periods.period + settings.period_interval') }} <= run_interval.interval_end_at
-            as is_complete,
+        {{ period_end_at('periods.period') }} as period_end_at,
+        {{ period_is_complete(period_end_at('periods.period')) }} as is_complete,
         settings.definition_version
     from periods
     cross join segment_values
@@ -108,5 +108,6 @@ select
     case when mqls > 0 then trim_scale(sqls::numeric / mqls) end as rate,
     is_sales_cycle_lag,
     is_complete,
-    definition_version
+    definition_version,
+    period_end_at
 from final

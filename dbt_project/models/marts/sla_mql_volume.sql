@@ -33,28 +33,38 @@ periods as (
     ) as periods (period)
 ),
 
-final as (
+judged as (
     select
         periods.period,
-        settings.cohort_grain,
         coalesce(mqls.mqls, 0)::integer as mqls,
-        settings.mql_goal_per_period as mql_goal,
-        case when settings.mql_goal_per_period > 0
-            then round(coalesce(mqls.mqls, 0)::numeric / settings.mql_goal_per_period, 4) end as goal_attainment,
-        coalesce(mqls.mqls, 0) >= settings.mql_goal_per_period as is_goal_met,
-        {{ utc_midnight('periods.period + settings.period_interval') }} <= run_interval.interval_end_at
-            as is_complete,
-        case
-            when coalesce(mqls.mqls, 0) >= settings.mql_goal_per_period then 'met'
-            when {{ utc_midnight('periods.period + settings.period_interval') }} <= run_interval.interval_end_at
-                then 'missed'
-            else 'in_progress'
-        end as sla_status,
-        settings.definition_version
+        {{ period_end_at('periods.period') }} as period_end_at,
+        {{ period_is_complete(period_end_at('periods.period')) }} as is_complete
     from periods
     cross join settings
     cross join run_interval
     left join mqls on periods.period = mqls.period
+),
+
+final as (
+    -- a period still running is not judged (in_progress, is_goal_met null): its MQLs so far are kept
+    select
+        judged.period,
+        settings.cohort_grain,
+        judged.mqls,
+        settings.mql_goal_per_period as mql_goal,
+        case when settings.mql_goal_per_period > 0
+            then round(judged.mqls::numeric / settings.mql_goal_per_period, 4) end as goal_attainment,
+        case when judged.is_complete then judged.mqls >= settings.mql_goal_per_period end as is_goal_met,
+        judged.is_complete,
+        case
+            when not judged.is_complete then 'in_progress'
+            when judged.mqls >= settings.mql_goal_per_period then 'met'
+            else 'missed'
+        end as sla_status,
+        settings.definition_version,
+        judged.period_end_at
+    from judged
+    cross join settings
 )
 
 select * from final
