@@ -1,10 +1,14 @@
 """Load the analytics exports (Segment-spec JSONL, optionally gzipped) from the landing folder into
 ``raw.analytics_events``, with every line that fails validation in ``raw.quarantine``.
 
-Which files: the day folders (``landing/YYYY-MM-DD/*.jsonl[.gz]``) that overlap the data interval, plus late files
-in earlier day folders that were never loaded. Folders of days after the interval are left alone. The checksum
-ledger (``ops.file_ledger``, sha256 of the file's bytes) makes a file load once whatever it is called: a renamed or
-re-dropped copy is skipped.
+Which files (``handoff.load.landing``): every ``.jsonl``/``.ndjson``/``.json`` file, gzipped or not, any letter case,
+in a day folder at any depth under the landing folder (``YYYY-MM-DD/``, or Segment's S3/GCS export layout
+``segment-logs/<source-id>/<day-as-unix-ms>/<file>.gz``): the interval's day, plus late files in earlier day
+folders that were never loaded. Folders of days after the interval are left alone. The checksum ledger
+(``ops.file_ledger``, sha256 of the file's bytes) makes a file load once whatever it is called: a renamed or
+re-dropped copy is skipped. Every file seen gets one row in ``ops.landing_files``: loaded, loaded with quarantined
+lines, rejected or skipped, with the reason (unsupported type, broken link, unreadable, not in a day folder, ...).
+An unreadable file (an I/O error, a FIFO, a folder named like a file) is rejected; the other files still load.
 
 One file = one batch = one transaction: the ledger row, the COPY of the events, the COPY of the quarantined lines
 and the ``ops.load_log`` row commit together. A crash mid-file (even SIGKILL) leaves nothing behind, and the
@@ -392,7 +396,7 @@ class FileResult:
 
 
 class _Rejected(Exception):  # noqa: N818 - internal control flow
-    pass
+    reason: str = ""  # the sentence in ops.landing_files (the message names the file and the examples too)
 
 
 class _AlreadyLoaded(Exception):  # noqa: N818
@@ -548,6 +552,8 @@ def load_file(conn: psycopg.Connection, path: Path, *, file_date: date | None, s
                          f"max_bad_share {max_bad_share:.2%}); top reasons: {result.top_reasons}; first: "
                          f"{'; '.join(result.examples[:3])}")
                 result.status = "rejected"
+                reason = (f"too many bad lines: {result.rows_quarantined} of {result.rows_read} ({share:.2%} > "
+                          f"max_bad_share {max_bad_share:.2%}); top reasons: {result.top_reasons}")
                 with conn.transaction(), conn.cursor() as cur:
                     batches.record_failed_batch(
                         conn, batch_id, source=source, source_kind=SOURCE_KIND,
@@ -556,11 +562,11 @@ def load_file(conn: psycopg.Connection, path: Path, *, file_date: date | None, s
                         rows_quarantined=result.rows_quarantined, sha256=sha256)
                     at = seen_at or started
                     cur.execute(_UPSERT_LANDING, [
-                        source, relative, file_date, "rejected",
-                        f"too many bad lines: {result.rows_quarantined} of {result.rows_read} ({share:.2%} > "
-                        f"max_bad_share {max_bad_share:.2%}); top reasons: {result.top_reasons}", sha256,
+                        source, relative, file_date, "rejected", reason, sha256,
                         _size(path), batch_id, result.rows_read, 0, result.rows_quarantined, at, at, at])
-                raise _Rejected(error) from None
+                rejected = _Rejected(error)
+                rejected.reason = reason
+                raise rejected from None
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -601,12 +607,12 @@ class Planned:
 
     def describe(self) -> str:
         """One line for ``handoff load analytics --dry-run``."""
-        what = {"load": "load" + (f" (late file for {self.entry.file_date})" if self.entry.late else
-                                  f" ({self.entry.file_date})"),
-                "already_loaded": "already loaded (ledger)", "duplicate": "skip: " + (self.reason or ""),
-                "previously_rejected": "skip: " + (self.reason or ""), "skip": "skip: " + (self.reason or ""),
-                "reject": "reject: " + (self.reason or "")}[self.action]
-        return what
+        e = self.entry
+        if self.action == "load":
+            return f"load ({'late file for ' if e.late else ''}{e.file_date})"
+        if self.action == "already_loaded":
+            return "already loaded (ledger)"
+        return f"{self.action if self.action in ('reject', 'later') else 'skip'}: {self.reason}"
 
 
 def plan(cur: psycopg.Cursor, entries: list[landing.Entry]) -> list[Planned]:
@@ -689,20 +695,20 @@ def _unchanged_since_loaded(cur: psycopg.Cursor, late: list[landing.Entry]) -> s
     return skip
 
 
-def scan_landing(landing_dir: str | os.PathLike, interval_start: datetime, interval_end: datetime
-                 ) -> tuple[Path, list[landing.Entry]]:
+def scan_landing(landing_dir: str | os.PathLike, interval_start: datetime, interval_end: datetime, *,
+                 include_later: bool = False) -> tuple[Path, list[landing.Entry]]:
     path = Path(os.path.expandvars(os.fspath(landing_dir))).expanduser()
     if not path.is_dir():
         raise LoadError(f"analytics landing folder {path} does not exist (set analytics.landing in "
                         "config/sources.yml, or HANDOFF_HOME)")
-    return path, landing.scan(path, interval_start, interval_end)
+    return path, landing.scan(path, interval_start, interval_end, include_later=include_later)
 
 
 def dry_run(conninfo: str, landing_dir: str | os.PathLike, interval_start: datetime,
             interval_end: datetime) -> list[Planned]:
     """What ``load_analytics_files`` would do with every file under the landing folder, in a read-only
     transaction (nothing is written; files are read to hash them)."""
-    _, entries = scan_landing(landing_dir, interval_start, interval_end)
+    _, entries = scan_landing(landing_dir, interval_start, interval_end, include_later=True)
     with psycopg.connect(conninfo) as conn:
         conn.read_only = True
         with conn.cursor() as cur:
@@ -766,7 +772,7 @@ def load_analytics_files(conninfo: str, landing_dir: str | os.PathLike, interval
                 summary["files_rejected"] += 1
                 bad_share = True
                 failing.append(str(exc))
-                summary["not_loaded"].append({"path": e.relative, "outcome": "rejected", "reason": str(exc),
+                summary["not_loaded"].append({"path": e.relative, "outcome": "rejected", "reason": exc.reason,
                                               "since": None})
                 log.error("rejected %s", exc)
                 continue
@@ -825,7 +831,6 @@ def _not_loaded(conn: psycopg.Connection, summary: dict, p: Planned, run_at: dat
                                           _size(e.path), None, 0, 0, 0, run_at, run_at, run_at])
     summary["not_loaded"].append({"path": e.relative, "outcome": outcome, "reason": p.reason,
                                   "since": p.known[3].isoformat() if unchanged and p.known[3] else None})
-    log.warning("%s %s: %s", outcome, e.relative, p.reason)
 
 
 def _size(path: Path) -> int | None:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 DATA_SUFFIXES = (".jsonl", ".ndjson", ".json")
 GZIP_SUFFIX = ".gz"
-LOAD, SKIP, REJECT = "load", "skip", "reject"
+LOAD, SKIP, REJECT, LATER = "load", "skip", "reject", "later"
 _DAY_FOLDER = re.compile(r"\d{4}-\d\d-\d\d").fullmatch
 _SEGMENT_DAY_FOLDER = re.compile(r"\d{13}").fullmatch  # Segment's <day-as-unix-ms>
 _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
@@ -43,7 +43,7 @@ class Entry:
 
     path: Path  # as found (links not resolved)
     relative: str  # POSIX path under the landing folder; a folder ends with "/"
-    action: str  # load, skip, reject
+    action: str  # load, skip, reject; later (a day after the interval, listed only when asked)
     reason: str | None = None
     file_date: date | None = None
     late: bool = False  # a loadable file of a day before the run's interval
@@ -89,8 +89,10 @@ def _unsupported(name: str, segment_folder: bool) -> str:
     return f"unsupported type: {suffixes} (loads .jsonl, .ndjson and .json files, gzipped or not)"
 
 
-def scan(landing: Path, interval_start: datetime, interval_end: datetime) -> list[Entry]:
-    """Every entry under ``landing`` (sorted by relative path) with what a run for the interval does with it."""
+def scan(landing: Path, interval_start: datetime, interval_end: datetime, *, include_later: bool = False
+         ) -> list[Entry]:
+    """Every entry under ``landing`` (sorted by relative path) with what a run for the interval does with it.
+    Day folders at or after the interval's end are left out, or with ``include_later`` listed as ``later``."""
     start, end = as_utc(interval_start), as_utc(interval_end)
     out: list[Entry] = []
     walked: set[tuple[int, int]] = set()
@@ -98,7 +100,7 @@ def scan(landing: Path, interval_start: datetime, interval_end: datetime) -> lis
     def day_start(day: date) -> datetime:
         return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
-    def walk(folder: Path, prefix: str, day: date | None, segment: bool) -> None:
+    def walk(folder: Path, prefix: str, day: date | None, segment: bool, later: bool = False) -> None:
         try:
             st = folder.stat()
             walked.add((st.st_dev, st.st_ino))
@@ -111,6 +113,13 @@ def scan(landing: Path, interval_start: datetime, interval_end: datetime) -> lis
         for child in children:
             rel = prefix + child.name
             path = Path(child.path)
+            if later:
+                if _is_dir(child):
+                    walk(path, rel + "/", day, segment, later=True)
+                else:
+                    out.append(Entry(path, rel, LATER, f"its day ({day}) is after this run's interval: the run for "
+                                     "that day looks at it", day))
+                continue
             if child.name.startswith("."):
                 is_dir = _is_dir(child)
                 out.append(Entry(path, rel + ("/" if is_dir else ""), SKIP,
@@ -120,10 +129,13 @@ def scan(landing: Path, interval_start: datetime, interval_end: datetime) -> lis
             if _is_dir(child):
                 found = folder_day(child.name)
                 if found and day_start(found[0]) >= end:
-                    continue  # a day at or after the interval's end: its own run loads it
+                    if include_later:  # a day at or after the interval's end: its own run loads it
+                        walk(path, rel + "/", found[0], found[1] == "segment", later=True)
+                    continue
                 if is_data_name(child.name):
                     out.append(Entry(path, rel + "/", REJECT, "unreadable: a folder named like a data file; not "
-                                     "loaded and not looked into (rename it, or move its files into a day folder)"))
+                                     "loaded and not looked into (rename it, or move its files into a day folder)",
+                                     day, _late(day, start)))
                     continue
                 try:
                     st = path.stat()
@@ -161,9 +173,13 @@ def _file_entry(child: os.DirEntry, path: Path, rel: str, day: date | None, *, s
                      "cannot tell which day it belongs to")
     if not stat.S_ISREG(st.st_mode):
         kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
-        return Entry(path, rel, REJECT, f"unreadable: {kind}, not a regular file; not opened")
-    late = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) <= start
-    return Entry(path, rel, LOAD, None, day, late)
+        return Entry(path, rel, REJECT, f"unreadable: {kind}, not a regular file; not opened", day,
+                     _late(day, start))
+    return Entry(path, rel, LOAD, None, day, _late(day, start))
+
+
+def _late(day: date | None, start: datetime) -> bool:
+    return day is not None and datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) <= start
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
