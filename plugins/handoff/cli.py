@@ -153,11 +153,6 @@ def cmd_load(args: argparse.Namespace) -> int:
     day = args.date or yesterday()
     start, end = airflow_run.interval_for(day)
     conninfo = warehouse.target().conninfo("loader")
-    if not args.dry_run:  # the loader's own log lines (each file, and the files not loaded) on stderr
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("[handoff] %(message)s"))
-        logging.getLogger("handoff.load").addHandler(handler)
-        logging.getLogger("handoff.load").setLevel(logging.INFO)
     if args.dry_run:
         try:
             planned = analytics.dry_run(conninfo, landing_dir, start, end)
@@ -176,12 +171,21 @@ def cmd_load(args: argparse.Namespace) -> int:
         print(f"{len(planned)} entries: " + ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in order
                                                       if counts.get(k)))
         return 0
+    # the loader's own log lines (each file, and the files not loaded) on stderr
+    logger, level = logging.getLogger("handoff.load"), logging.getLogger("handoff.load").level
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[handoff] %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         summary = analytics.load_analytics_files(
             conninfo, landing_dir, start, end, max_bad_share=cfg.max_bad_share, max_line_bytes=cfg.max_line_bytes,
             max_field_bytes=cfg.max_field_bytes, max_future_skew_hours=cfg.max_future_skew_hours)
     except analytics.LoadError as exc:
         raise CliError(str(exc)) from None
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     for key in ("files_loaded", "files_skipped", "files_ignored", "files_rejected", "files_previously_rejected",
                 "rows_read", "rows_loaded", "rows_quarantined"):
         print(f"{key}: {summary[key]}")

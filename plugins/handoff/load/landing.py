@@ -124,7 +124,7 @@ def scan(landing: Path, interval_start: datetime, interval_end: datetime, *, inc
                 is_dir = _is_dir(child)
                 out.append(Entry(path, rel + ("/" if is_dir else ""), SKIP,
                                  "hidden folder (name starts with '.'): not looked into" if is_dir
-                                 else "hidden file (name starts with '.')"))
+                                 else "hidden file (name starts with '.')", day))
                 continue
             if _is_dir(child):
                 found = folder_day(child.name)
@@ -140,7 +140,8 @@ def scan(landing: Path, interval_start: datetime, interval_end: datetime, *, inc
                 try:
                     st = path.stat()
                     if (st.st_dev, st.st_ino) in walked:
-                        out.append(Entry(path, rel + "/", SKIP, "link to a folder already looked into (a loop)"))
+                        out.append(Entry(path, rel + "/", SKIP, "link to a folder already looked into (a loop)",
+                                         day))
                         continue
                 except OSError:
                     pass  # walk() reports it
@@ -164,10 +165,10 @@ def _file_entry(child: os.DirEntry, path: Path, rel: str, day: date | None, *, s
             except OSError:
                 target = "?"
             why = "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be reached ({_oserror(exc)})"
-            return Entry(path, rel, SKIP, f"broken link: it points to {target}, which {why}")
-        return Entry(path, rel, REJECT, f"unreadable: {_oserror(exc)}")
+            return Entry(path, rel, SKIP, f"broken link: it points to {target}, which {why}", day)
+        return Entry(path, rel, REJECT, f"unreadable: {_oserror(exc)}", day, _late(day, start))
     if not is_data_name(child.name, segment_folder=segment):
-        return Entry(path, rel, SKIP, _unsupported(child.name, segment))
+        return Entry(path, rel, SKIP, _unsupported(child.name, segment), day)
     if day is None:
         return Entry(path, rel, SKIP, "not in a day folder (YYYY-MM-DD/ or Segment's <day-as-unix-ms>/): the run "
                      "cannot tell which day it belongs to")
