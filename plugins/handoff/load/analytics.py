@@ -35,6 +35,7 @@ import gzip
 import logging
 import os
 import re
+import stat
 import tempfile
 import uuid
 import zlib
@@ -724,8 +725,12 @@ def load_analytics_files(conninfo: str, landing_dir: str | os.PathLike, interval
     """Load the interval's analytics files (and late files of earlier days) into raw.analytics_events, and record
     what became of every file seen in ``ops.landing_files``.
 
-    Returns counts (an XCom: no secrets): files loaded/skipped/rejected, rows read/loaded/quarantined, one entry
-    per file loaded, and ``not_loaded``: every file skipped or rejected, with its reason. Raises ``FilesRejected``
+    Returns counts (an XCom: no secrets): ``files_loaded``; ``files_skipped`` (already loaded: the same bytes are
+    in the ledger); ``files_ignored`` (skipped for a reason: type, link, hidden, no day folder);
+    ``files_rejected``; ``files_previously_rejected`` (not retried by the late-file scan); rows
+    read/loaded/quarantined; one entry per file loaded (``files``); and ``not_loaded``: every file skipped for a
+    reason or rejected, as {path (relative), outcome, reason, since (when that outcome was first recorded, if
+    before this run)}. Raises ``FilesRejected``
     (``BadShareExceeded`` when a file had too many bad lines) after the run when a file of the interval, or a file
     never rejected before, was rejected; ``LoadError`` for anything that stops the load.
     """
@@ -834,10 +839,12 @@ def _not_loaded(conn: psycopg.Connection, summary: dict, p: Planned, run_at: dat
 
 
 def _size(path: Path) -> int | None:
+    """The file's size; None for what is not a regular file (a folder, a FIFO, a broken link)."""
     try:
-        return path.stat().st_size
+        st = path.stat()
     except OSError:
         return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 def _record_known_loaded(cur: psycopg.Cursor, planned: list[Planned], run_at: datetime) -> None:
