@@ -370,3 +370,18 @@ def test_load_cli_errors_say_what_to_do(cli_wh, tmp_path, capsys):
         cli.main(["load", "analytics", "--help"])
     assert info.value.code == 0
     assert "--dry-run" in capsys.readouterr().out
+
+
+def test_handoff_runs_summary_names_the_files_the_run_left_out(cli_wh, tmp_path, capsys):
+    land = _landing_for_the_cli(tmp_path)
+    (land / "2026-03-02" / "dir.ndjson").rmdir()
+    run(cli_wh, land)  # an earlier run: its skips are reported by later runs only if they see the files again
+    since = datetime.now(UTC)
+    cli._report_landing(since)
+    assert capsys.readouterr().err == ""
+    (land / "2026-03-02" / "gone.jsonl").unlink()
+    run(cli_wh, land)
+    cli._report_landing(since)
+    assert capsys.readouterr().err.splitlines() == [
+        "[handoff] analytics landing folder: 1 file(s) not loaded (ops.landing_files):",
+        f"[handoff]   skipped 2026-03-02/export.csv: {UNSUPPORTED_CSV}"]
