@@ -385,3 +385,16 @@ def test_handoff_runs_summary_names_the_files_the_run_left_out(cli_wh, tmp_path,
     assert capsys.readouterr().err.splitlines() == [
         "[handoff] analytics landing folder: 1 file(s) not loaded (ops.landing_files):",
         f"[handoff]   skipped 2026-03-02/export.csv: {UNSUPPORTED_CSV}"]
+
+
+def test_the_demo_summary_counts_the_landing_outcomes_and_names_the_problems(wh, tmp_path):
+    from handoff import demo
+
+    land = _landing_for_the_cli(tmp_path)
+    with pytest.raises(FilesRejected):
+        run(wh, land)
+    text = demo.summary(dataclasses.replace(wh, local=False), DAY.date(), 1.0)
+    assert ("Analytics landing folder (ops.landing_files): 2 files loaded, 0 loaded with quarantined lines, "
+            "2 skipped, 1 rejected") in text
+    assert "  rejected 2026-03-02/dir.ndjson/: unreadable: a folder named like a data file" in text
+    assert f"  skipped 2026-03-02/export.csv: {UNSUPPORTED_CSV}" in text
