@@ -1,4 +1,4 @@
-"""``handoff`` — the command line: local warehouse, sample data, CRM sandbox, daily run, push, demo.
+"""``handoff`` — the command line: local warehouse, sample data, CRM sandbox, daily run, load, push, demo.
 
 Every command has ``--help``; errors exit non-zero with a sentence that says what to do — including an invalid
 ``config/sources.yml`` or funnel definition (one ``handoff: error: ...`` line naming the file and key, no traceback).
@@ -7,6 +7,7 @@ Every command has ``--help``; errors exit non-zero with a sentence that says wha
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -102,16 +103,97 @@ def parse_slots(value: str) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from handoff import airflow_run, local_services  # noqa: PLC0415
 
+    started = datetime.now(UTC)
     try:
         with airflow_run.run_lock(args.date, wait=args.wait, log=log):
             _require_warehouse()
             with local_services.crm_for_run(log=log):
-                states = airflow_run.run_day(args.date, conf={"push_dry_run": args.push_dry_run}, log=log,
-                                             verbose=args.verbose, parallel=args.parallel)
+                try:
+                    states = airflow_run.run_day(args.date, conf={"push_dry_run": args.push_dry_run}, log=log,
+                                                 verbose=args.verbose, parallel=args.parallel)
+                except airflow_run.RunFailed:
+                    _report_landing(started)
+                    raise
     except airflow_run.RunFailed as exc:
         raise CliError(str(exc)) from None
     ok = sum(1 for s in states.values() if s == "success")
     log(f"run for {args.date} succeeded: {ok}/{len(states)} tasks successful")
+    _report_landing(started)
+    return 0
+
+
+def _report_landing(since: datetime, limit: int = 20) -> None:
+    """Name the analytics files a run since ``since`` skipped or rejected (ops.landing_files)."""
+    from handoff import warehouse  # noqa: PLC0415
+    from handoff.load import analytics  # noqa: PLC0415
+
+    try:
+        rows = analytics.problems_since(warehouse.target().conninfo("loader"), since)
+    except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more than this report
+        log(f"could not read ops.landing_files: {exc}")
+        return
+    if not rows:
+        return
+    log(f"analytics landing folder: {len(rows)} file(s) not loaded (ops.landing_files):")
+    for rel, outcome, reason, _ in rows[:limit]:
+        log(f"  {outcome} {rel}: {reason}")
+    if len(rows) > limit:
+        log(f"  ... and {len(rows) - limit} more in ops.landing_files (outcome skipped or rejected)")
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    """``handoff load analytics``: load the analytics landing folder now (for one day's interval), or with
+    ``--dry-run`` list what a run would do with every file under it."""
+    from handoff import airflow_run, sources, warehouse  # noqa: PLC0415
+    from handoff.load import analytics  # noqa: PLC0415
+
+    try:
+        cfg = sources.load().analytics
+    except sources.SourcesError as exc:
+        raise CliError(str(exc)) from None
+    landing_dir = args.landing or cfg.landing
+    if not os.path.isdir(landing_dir):
+        raise CliError(f"the landing folder {landing_dir} does not exist or is not a folder")
+    _require_warehouse()
+    day = args.date or yesterday()
+    start, end = airflow_run.interval_for(day)
+    conninfo = warehouse.target().conninfo("loader")
+    if args.dry_run:
+        try:
+            planned = analytics.dry_run(conninfo, landing_dir, start, end)
+        except analytics.LoadError as exc:
+            raise CliError(str(exc)) from None
+        print(f"{landing_dir}: what the run for {day} (interval {day}T00:00Z → {end.date()}T00:00Z) would do; "
+              "nothing written")
+        width = min(max((len(p.relative) for p in planned), default=0), 60)
+        for p in planned:
+            print(f"  {p.relative:<{width}}  {p.describe()}")
+        counts: dict[str, int] = {}
+        for p in planned:
+            key = {"previously_rejected": "skip", "duplicate": "skip"}.get(p.action, p.action)
+            counts[key] = counts.get(key, 0) + 1
+        order = ("load", "already_loaded", "skip", "reject", "later")
+        print(f"{len(planned)} entries: " + ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in order
+                                                      if counts.get(k)))
+        return 0
+    # the loader's own log lines (each file, and the files not loaded) on stderr
+    logger, level = logging.getLogger("handoff.load"), logging.getLogger("handoff.load").level
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[handoff] %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        summary = analytics.load_analytics_files(
+            conninfo, landing_dir, start, end, max_bad_share=cfg.max_bad_share, max_line_bytes=cfg.max_line_bytes,
+            max_field_bytes=cfg.max_field_bytes, max_future_skew_hours=cfg.max_future_skew_hours)
+    except analytics.LoadError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    for key in ("files_loaded", "files_skipped", "files_ignored", "files_rejected", "files_previously_rejected",
+                "rows_read", "rows_loaded", "rows_quarantined"):
+        print(f"{key}: {summary[key]}")
     return 0
 
 
@@ -201,6 +283,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true",
                    help="when another run of this HANDOFF_HOME is going, wait for it instead of refusing")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("load", help="load a source now, or list what a run would do with it (--dry-run)")
+    kinds = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    k = kinds.add_parser("analytics", help="the analytics landing folder (Segment JSONL exports)",
+                         description="Load the analytics landing folder into raw.analytics_events as the daily run "
+                                     "for --date would, recording every file's outcome in ops.landing_files; or, "
+                                     "with --dry-run, list every file under it with what that run would do.")
+    k.add_argument("--dry-run", action="store_true",
+                   help="list every file and what a run would do with it (load, already loaded, skip + reason, "
+                        "reject + reason); writes nothing")
+    k.add_argument("--landing", metavar="DIR", help="the landing folder (default: analytics.landing in "
+                   "config/sources.yml)")
+    k.add_argument("--date", type=parse_day, help="the run's day, YYYY-MM-DD (UTC; default: yesterday)")
+    k.set_defaults(func=cmd_load)
 
     p = sub.add_parser("push", help="push new SQLs from marts.sql_handoff_queue to the CRM")
     p.add_argument("--dry-run", action="store_true", help="write ops.crm_push_preview, call nothing")

@@ -93,6 +93,14 @@ def summary(tgt, day: date, seconds: float) -> str:
         out.append("Loaded into raw (all batches so far):")
         out += [f"  {kind:<16} {batches:>5} batches  {rows:>12,} rows  {bad:>8,} quarantined"
                 for kind, batches, rows, bad in loaded] or ["  (nothing)"]
+        files = dict(conn.execute("select outcome, count(*) from ops.landing_files group by 1").fetchall())
+        out.append(f"Analytics landing folder (ops.landing_files): {files.get('loaded', 0):,} files loaded, "
+                   f"{files.get('loaded_with_quarantine', 0):,} loaded with quarantined lines, "
+                   f"{files.get('skipped', 0):,} skipped, {files.get('rejected', 0):,} rejected")
+        problems = conn.execute(
+            "select outcome, relative_path, reason from ops.landing_files where outcome in ('skipped', 'rejected')"
+            " order by outcome, relative_path limit 10").fetchall()
+        out += [f"  {outcome} {rel}: {reason}" for outcome, rel, reason in problems]
     with warehouse.connect("bi_reader", tgt=tgt) as conn:
         exists = conn.execute("select to_regclass('marts.dim_contacts') is not null").fetchone()[0]
         if not exists:

@@ -1,10 +1,14 @@
 """Load the analytics exports (Segment-spec JSONL, optionally gzipped) from the landing folder into
 ``raw.analytics_events``, with every line that fails validation in ``raw.quarantine``.
 
-Which files: the day folders (``landing/YYYY-MM-DD/*.jsonl[.gz]``) that overlap the data interval, plus late files
-in earlier day folders that were never loaded. Folders of days after the interval are left alone. The checksum
-ledger (``ops.file_ledger``, sha256 of the file's bytes) makes a file load once whatever it is called: a renamed or
-re-dropped copy is skipped.
+Which files (``handoff.load.landing``): every ``.jsonl``/``.ndjson``/``.json`` file, gzipped or not, any letter case,
+in a day folder at any depth under the landing folder (``YYYY-MM-DD/``, or Segment's S3/GCS export layout
+``segment-logs/<source-id>/<day-as-unix-ms>/<file>.gz``): the interval's day, plus late files in earlier day
+folders that were never loaded. Folders of days after the interval are left alone. The checksum ledger
+(``ops.file_ledger``, sha256 of the file's bytes) makes a file load once whatever it is called: a renamed or
+re-dropped copy is skipped. Every file seen gets one row in ``ops.landing_files``: loaded, loaded with quarantined
+lines, rejected or skipped, with the reason (unsupported type, broken link, unreadable, not in a day folder, ...).
+An unreadable file (an I/O error, a FIFO, a folder named like a file) is rejected; the other files still load.
 
 One file = one batch = one transaction: the ledger row, the COPY of the events, the COPY of the quarantined lines
 and the ``ops.load_log`` row commit together. A crash mid-file (even SIGKILL) leaves nothing behind, and the
@@ -31,6 +35,7 @@ import gzip
 import logging
 import os
 import re
+import stat
 import tempfile
 import uuid
 import zlib
@@ -44,7 +49,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from handoff.load import batches, copytext
+from handoff.load import batches, copytext, landing
 from handoff.load.batches import LoadError
 
 log = logging.getLogger(__name__)
@@ -53,7 +58,7 @@ SOURCE_KIND = "analytics_file"
 EVENT_COLUMNS = ("_batch_id, _loaded_at, _source, _line, message_id, event_type, event_name, anonymous_id, "
                  "user_id, event_at, received_at, record")
 CALL_TYPES = frozenset({"page", "track", "identify", "screen", "group", "alias"})  # the Segment spec's calls
-FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
+FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz")  # lower case; see landing
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 DEFAULT_MAX_FIELD_BYTES = 64 << 10
 DEFAULT_MAX_FUTURE_SKEW_HOURS = 24.0
@@ -72,7 +77,11 @@ _fromiso = datetime.fromisoformat
 _canonical_ts = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)").fullmatch
 
 
-class BadShareExceeded(LoadError):
+class FilesRejected(LoadError):
+    """One or more files were rejected (unreadable, or too many bad lines); the other files of the run loaded."""
+
+
+class BadShareExceeded(FilesRejected):
     """One or more files had more bad lines than ``max_bad_share`` allows; nothing of them was committed."""
 
 
@@ -310,7 +319,7 @@ class _Tail:
 
 def _read_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes | _Tail]:
     """The file's (decompressed) bytes in chunks; a final ``_Tail`` marks a broken gzip stream."""
-    gz = path.name.endswith(".gz")
+    gz = landing.is_gzipped(path)
     with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
         read = fh.read1 if gz else fh.read
         while True:
@@ -320,6 +329,8 @@ def _read_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes |
                 yield _Tail(broken="truncated")
                 return
             except (gzip.BadGzipFile, zlib.error, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno is not None:
+                    raise  # the storage failed (EIO, ...), not the gzip stream: the file is rejected, not cut short
                 yield _Tail(broken=f"corrupt: {exc}")
                 return
             if not chunk:
@@ -386,7 +397,7 @@ class FileResult:
 
 
 class _Rejected(Exception):  # noqa: N818 - internal control flow
-    pass
+    reason: str = ""  # the sentence in ops.landing_files (the message names the file and the examples too)
 
 
 class _AlreadyLoaded(Exception):  # noqa: N818
@@ -477,10 +488,13 @@ def _copy_refusal(exc: psycopg.Error) -> tuple[int, str] | None:
 
 def load_file(conn: psycopg.Connection, path: Path, *, file_date: date | None, sha256: str,
               interval_start: datetime, interval_end: datetime, max_bad_share: float, limits: Limits,
-              progress: Callable[[dict], None] | None = None) -> FileResult:
-    """Load one file as one batch in one transaction. Raises ``_Rejected`` (after recording the rejection) when
-    the bad share is exceeded; returns status 'skipped' when the same bytes are already in the ledger."""
+              progress: Callable[[dict], None] | None = None, relative: str | None = None,
+              seen_at: datetime | None = None) -> FileResult:
+    """Load one file as one batch in one transaction (with its ``ops.landing_files`` row). Raises ``_Rejected``
+    (after recording the rejection) when the bad share is exceeded; returns status 'skipped' when the same bytes
+    are already in the ledger. An ``OSError`` while reading the file propagates, nothing of it committed."""
     source = str(path)
+    relative = relative or path.name
     result = FileResult(path=source, file_date=file_date.isoformat() if file_date else None)
     refused: dict[int, str] = {}
     while True:
@@ -515,6 +529,9 @@ def load_file(conn: psycopg.Connection, path: Path, *, file_date: date | None, s
                     quarantine.copy_into(cur)
                     batches.finish_batch(cur, batch_id, rows_read=read, rows_loaded=loaded,
                                          rows_quarantined=quarantine.count)
+                    record_loaded(cur, path=path, relative=relative, file_date=file_date, sha256=sha256,
+                                  batch_id=batch_id, rows_read=read, rows_loaded=loaded,
+                                  rows_quarantined=quarantine.count, at=seen_at or started)
                 return result
             except _AlreadyLoaded:
                 result.status = "skipped"
@@ -536,129 +553,246 @@ def load_file(conn: psycopg.Connection, path: Path, *, file_date: date | None, s
                          f"max_bad_share {max_bad_share:.2%}); top reasons: {result.top_reasons}; first: "
                          f"{'; '.join(result.examples[:3])}")
                 result.status = "rejected"
-                batches.record_failed_batch(
-                    conn, batch_id, source=source, source_kind=SOURCE_KIND,
-                    interval_start=interval_start, interval_end=interval_end, started_at=started,
-                    status="rejected", error=error, rows_read=result.rows_read, rows_loaded=0,
-                    rows_quarantined=result.rows_quarantined, sha256=sha256)
-                raise _Rejected(error) from None
+                reason = (f"too many bad lines: {result.rows_quarantined} of {result.rows_read} ({share:.2%} > "
+                          f"max_bad_share {max_bad_share:.2%}); top reasons: {result.top_reasons}")
+                with conn.transaction(), conn.cursor() as cur:
+                    batches.record_failed_batch(
+                        conn, batch_id, source=source, source_kind=SOURCE_KIND,
+                        interval_start=interval_start, interval_end=interval_end, started_at=started,
+                        status="rejected", error=error, rows_read=result.rows_read, rows_loaded=0,
+                        rows_quarantined=result.rows_quarantined, sha256=sha256)
+                    at = seen_at or started
+                    cur.execute(_UPSERT_LANDING, [
+                        source, relative, file_date, "rejected", reason, sha256,
+                        _size(path), batch_id, result.rows_read, 0, result.rows_quarantined, at, at, at])
+                rejected = _Rejected(error)
+                rejected.reason = reason
+                raise rejected from None
 
 
 # ---------------------------------------------------------------------------------------------- the run
 
-@dataclass(frozen=True)
-class Candidate:
-    path: Path
-    file_date: date
-    late: bool  # in a day folder before the interval
+_as_utc = landing.as_utc
+LOADED_OUTCOMES = ("loaded", "loaded_with_quarantine")
+# one row per file: a new outcome (or new bytes) replaces the old one and its time; a file still skipped or
+# rejected only has last_seen_at moved on; a file found loaded again writes nothing (the caller does not send it)
+_UPSERT_LANDING = """
+insert into ops.landing_files (path, relative_path, source_kind, file_date, outcome, reason, sha256, size_bytes,
+    batch_id, rows_read, rows_loaded, rows_quarantined, first_seen_at, outcome_at, last_seen_at)
+values (%s, %s, 'analytics_file', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+on conflict (path) do update set
+    relative_path = excluded.relative_path, file_date = excluded.file_date, outcome = excluded.outcome,
+    reason = excluded.reason, sha256 = excluded.sha256, size_bytes = excluded.size_bytes,
+    batch_id = excluded.batch_id, rows_read = excluded.rows_read, rows_loaded = excluded.rows_loaded,
+    rows_quarantined = excluded.rows_quarantined,
+    outcome_at = case when (landing_files.outcome, landing_files.reason, landing_files.sha256)
+                           is not distinct from (excluded.outcome, excluded.reason, excluded.sha256)
+                      then landing_files.outcome_at else excluded.outcome_at end,
+    last_seen_at = excluded.last_seen_at
+"""
 
 
-def _as_utc(value: datetime) -> datetime:
-    """A stdlib UTC datetime (naive = UTC). Not ``astimezone``: pendulum 3 returns a naive value from it."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return datetime.fromtimestamp(value.timestamp(), tz=UTC)
+@dataclass
+class Planned:
+    """What a run does with one entry of the landing folder."""
+
+    entry: landing.Entry
+    action: str  # load, already_loaded, duplicate, previously_rejected, skip, reject
+    reason: str | None = None
+    sha256: str | None = None
+    known: tuple | None = None  # the file's ops.landing_files row before the run: (outcome, reason, sha256, at)
+
+    @property
+    def relative(self) -> str:
+        return self.entry.relative
+
+    def describe(self) -> str:
+        """One line for ``handoff load analytics --dry-run``."""
+        e = self.entry
+        if self.action == "load":
+            return f"load ({'late file for ' if e.late else ''}{e.file_date})"
+        if self.action == "already_loaded":
+            return "already loaded (ledger)"
+        return f"{self.action if self.action in ('reject', 'later') else 'skip'}: {self.reason}"
 
 
-def discover(landing: Path, interval_start: datetime, interval_end: datetime) -> list[Candidate]:
-    """The files the run considers, oldest day first: the interval's day folders and every earlier one
-    (late files). Day folders at or after the interval end are not looked at."""
-    start, end = _as_utc(interval_start), _as_utc(interval_end)
-    found: list[Candidate] = []
-    if not landing.is_dir():
-        raise LoadError(f"analytics landing folder {landing} does not exist (set analytics.landing in "
-                        "config/sources.yml, or HANDOFF_HOME)")
-    for folder in sorted(landing.iterdir()):
+def plan(cur: psycopg.Cursor, entries: list[landing.Entry]) -> list[Planned]:
+    """Decide every entry (reads the ledger and hashes the files not known loaded; writes nothing)."""
+    known = {row[0]: row[1:] for row in cur.execute(
+        "select path, outcome, reason, sha256, outcome_at from ops.landing_files where path = any(%s)",
+        [[str(e.path) for e in entries]]).fetchall()}
+    loadable = [e for e in entries if e.action == landing.LOAD]
+    quick_skip = _unchanged_since_loaded(cur, [e for e in loadable if e.late])
+    shas: dict[Path, str] = {}
+    unreadable: dict[Path, str] = {}
+    for e in loadable:
+        was = known.get(str(e.path))
+        if e.path in quick_skip or (e.late and was and was[0] == "rejected" and was[2] is None):
+            continue
         try:
-            day = date.fromisoformat(folder.name)
-        except ValueError:
+            shas[e.path] = batches.sha256_file(e.path)
+        except OSError as exc:
+            unreadable[e.path] = unreadable_reason(exc)
+    ledger = dict(cur.execute("select sha256, path from ops.file_ledger where sha256 = any(%s)",
+                              [list(shas.values())]).fetchall())
+    rejected_before = {r[0] for r in cur.execute(
+        "select distinct sha256 from ops.load_log where status = 'rejected' and sha256 = any(%s)",
+        [list(shas.values())]).fetchall()}
+    first_of: dict[str, str] = {}
+    out: list[Planned] = []
+    for e in entries:
+        was = known.get(str(e.path))
+        if e.action != landing.LOAD:
+            out.append(Planned(e, e.action, e.reason, known=was))
             continue
-        if not folder.is_dir() or len(folder.name) != 10:
-            continue
-        day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        if day_start >= end:
-            continue  # a day after the interval: its own run loads it
-        late = day_start + timedelta(days=1) <= start
-        for path in sorted(folder.iterdir()):
-            if path.is_file() and path.name.endswith(FILE_SUFFIXES) and not path.name.startswith("."):
-                found.append(Candidate(path, day, late))
-    return found
+        sha = shas.get(e.path)
+        if e.path in quick_skip:
+            out.append(Planned(e, "already_loaded", known=was))
+        elif e.path in unreadable:
+            out.append(Planned(e, "reject", unreadable[e.path], known=was))
+        elif sha is None:  # a late file rejected before as unreadable
+            out.append(Planned(e, "previously_rejected", f"rejected before ({was[1]}); not retried by the late-file "
+                               f"scan: rerun its own day ({e.file_date}) after fixing it", known=was))
+        elif sha in ledger:
+            if ledger[sha] == str(e.path):
+                out.append(Planned(e, "already_loaded", sha256=sha, known=was))
+            else:
+                out.append(Planned(e, "duplicate", f"same bytes as {ledger[sha]}, already loaded (ops.file_ledger)",
+                                   sha, known=was))
+        elif sha in first_of:
+            out.append(Planned(e, "duplicate", f"same bytes as {first_of[sha]}, loaded from there in this run",
+                               sha, known=was))
+        elif e.late and sha in rejected_before:
+            out.append(Planned(e, "previously_rejected", "rejected before (too many bad lines); not retried by the "
+                               f"late-file scan: rerun its own day ({e.file_date}) after fixing it", sha, known=was))
+        else:
+            first_of[sha] = e.relative
+            out.append(Planned(e, "load", sha256=sha, known=was))
+    return out
 
 
-def _unchanged_since_loaded(cur: psycopg.Cursor, candidates: list[Candidate]) -> set[Path]:
-    """Late candidates whose path is in the ledger with the same size and that were not modified since they
-    were loaded: skipped without re-hashing (the scan of earlier days stays cheap)."""
-    late = [c for c in candidates if c.late]
+def unreadable_reason(exc: OSError) -> str:
+    return (f"unreadable: {exc.strerror or exc} ({type(exc).__name__}); nothing of it was loaded — fix the file "
+            "or its storage, then rerun its day")
+
+
+def _unchanged_since_loaded(cur: psycopg.Cursor, late: list[landing.Entry]) -> set[Path]:
+    """Late files whose path is in the ledger with the same size and that were not modified since they were
+    loaded: skipped without re-hashing (the scan of earlier days stays cheap)."""
     if not late:
         return set()
     rows = cur.execute("select path, size_bytes, max(loaded_at) from ops.file_ledger where path = any(%s) "
-                       "group by path, size_bytes", [[str(c.path) for c in late]]).fetchall()
+                       "group by path, size_bytes", [[str(e.path) for e in late]]).fetchall()
     ledger = {(p, size): loaded_at for p, size, loaded_at in rows}
     skip = set()
-    for c in late:
-        st = c.path.stat()
-        loaded_at = ledger.get((str(c.path), st.st_size))
+    for e in late:
+        try:
+            st = e.path.stat()
+        except OSError:
+            continue  # hashing it says what is wrong
+        loaded_at = ledger.get((str(e.path), st.st_size))
         if loaded_at is not None and datetime.fromtimestamp(st.st_mtime, UTC) < loaded_at:
-            skip.add(c.path)
+            skip.add(e.path)
     return skip
 
 
-def load_analytics_files(conninfo: str, landing: str | os.PathLike, interval_start: datetime,
+def scan_landing(landing_dir: str | os.PathLike, interval_start: datetime, interval_end: datetime, *,
+                 include_later: bool = False) -> tuple[Path, list[landing.Entry]]:
+    path = Path(os.path.expandvars(os.fspath(landing_dir))).expanduser()
+    if not path.is_dir():
+        raise LoadError(f"analytics landing folder {path} does not exist (set analytics.landing in "
+                        "config/sources.yml, or HANDOFF_HOME)")
+    return path, landing.scan(path, interval_start, interval_end, include_later=include_later)
+
+
+def dry_run(conninfo: str, landing_dir: str | os.PathLike, interval_start: datetime,
+            interval_end: datetime) -> list[Planned]:
+    """What ``load_analytics_files`` would do with every file under the landing folder, in a read-only
+    transaction (nothing is written; files are read to hash them)."""
+    _, entries = scan_landing(landing_dir, interval_start, interval_end, include_later=True)
+    with psycopg.connect(conninfo) as conn:
+        conn.read_only = True
+        with conn.cursor() as cur:
+            planned = plan(cur, entries)
+        conn.rollback()
+    return planned
+
+
+def load_analytics_files(conninfo: str, landing_dir: str | os.PathLike, interval_start: datetime,
                          interval_end: datetime, *, max_bad_share: float = 0.01,
                          progress: Callable[[dict], None] | None = None, max_line_bytes: int | None = None,
                          max_field_bytes: int | None = None, max_future_skew_hours: float | None = None) -> dict:
-    """Load the interval's analytics files (and late files of earlier days) into raw.analytics_events.
+    """Load the interval's analytics files (and late files of earlier days) into raw.analytics_events, and record
+    what became of every file seen in ``ops.landing_files``.
 
-    Returns counts (an XCom: no secrets): files loaded/skipped/rejected, rows read/loaded/quarantined, and one
-    entry per file loaded. Raises ``BadShareExceeded`` after the run when any file was rejected, and
-    ``LoadError`` for anything that stops the load (the failed file's load_log row says what).
+    Returns counts (an XCom: no secrets): ``files_loaded``; ``files_skipped`` (already loaded: the same bytes are
+    in the ledger); ``files_ignored`` (skipped for a reason: type, link, hidden, no day folder);
+    ``files_rejected``; ``files_previously_rejected`` (not retried by the late-file scan); rows
+    read/loaded/quarantined; one entry per file loaded (``files``); and ``not_loaded``: every file skipped for a
+    reason or rejected, as {path (relative), outcome, reason, since (when that outcome was first recorded, if
+    before this run)}. Raises ``FilesRejected``
+    (``BadShareExceeded`` when a file had too many bad lines) after the run when a file of the interval, or a file
+    never rejected before, was rejected; ``LoadError`` for anything that stops the load.
     """
-    landing = Path(os.path.expandvars(os.fspath(landing))).expanduser()
     limits = Limits(max_line_bytes or DEFAULT_MAX_LINE_BYTES, max_field_bytes or DEFAULT_MAX_FIELD_BYTES,
                     DEFAULT_MAX_FUTURE_SKEW_HOURS if max_future_skew_hours is None else max_future_skew_hours)
-    candidates = discover(landing, interval_start, interval_end)
+    _, entries = scan_landing(landing_dir, interval_start, interval_end)
     summary: dict[str, Any] = {"files_loaded": 0, "files_skipped": 0, "files_rejected": 0,
-                               "files_previously_rejected": 0, "rows_read": 0, "rows_loaded": 0,
-                               "rows_quarantined": 0, "files": []}
-    rejected: list[str] = []
+                               "files_previously_rejected": 0, "files_ignored": 0, "rows_read": 0,
+                               "rows_loaded": 0, "rows_quarantined": 0, "files": [], "not_loaded": []}
+    failing: list[str] = []
+    bad_share = False
+    run_at = batches.now()
     with psycopg.connect(conninfo) as conn:
         with conn.cursor() as cur:
-            quick_skip = _unchanged_since_loaded(cur, candidates)
-            todo = [c for c in candidates if c.path not in quick_skip]
-            shas = {c.path: batches.sha256_file(c.path) for c in todo}
-            in_ledger = batches.known_checksums(cur, shas.values())
-            rejected_before = {r[0] for r in cur.execute(
-                "select distinct sha256 from ops.load_log where status = 'rejected' and sha256 = any(%s)",
-                [list(shas.values())]).fetchall()}
+            planned = plan(cur, entries)
+            _record_known_loaded(cur, [p for p in planned if p.action == "already_loaded" and
+                                       (p.known is None or p.known[0] not in LOADED_OUTCOMES)], run_at)
         conn.commit()
-        summary["files_skipped"] += len(quick_skip)
-        seen_this_run: set[str] = set()
-        for cand in todo:
-            sha = shas[cand.path]
-            if sha in in_ledger or sha in seen_this_run:
+        for p in planned:
+            e = p.entry
+            if p.action == "already_loaded":
                 summary["files_skipped"] += 1
                 continue
-            if cand.late and sha in rejected_before:
-                summary["files_previously_rejected"] += 1
-                log.warning("%s was rejected before (too many bad lines); not retried by the late-file scan: "
-                            "rerun its own day (%s) after fixing it", cand.path, cand.file_date)
+            if p.action != "load":
+                if p.action == "duplicate":
+                    summary["files_skipped"] += 1
+                elif p.action == "previously_rejected":
+                    summary["files_previously_rejected"] += 1
+                elif p.action == "skip":
+                    summary["files_ignored"] += 1
+                else:
+                    summary["files_rejected"] += 1
+                    if p.known is None or p.known[0] != "rejected" or (e.file_date is not None and not e.late):
+                        failing.append(f"{e.relative}: {p.reason}")
+                _not_loaded(conn, summary, p, run_at)
                 continue
-            seen_this_run.add(sha)
-            log.info("loading %s%s", cand.path, " (late file)" if cand.late else "")
+            log.info("loading %s%s", e.relative, " (late file)" if e.late else "")
             try:
-                res = load_file(conn, cand.path, file_date=cand.file_date, sha256=sha,
+                res = load_file(conn, e.path, file_date=e.file_date, sha256=p.sha256,
                                 interval_start=interval_start, interval_end=interval_end,
-                                max_bad_share=max_bad_share, limits=limits, progress=progress)
+                                max_bad_share=max_bad_share, limits=limits, progress=progress,
+                                relative=e.relative, seen_at=run_at)
             except _Rejected as exc:
                 summary["files_rejected"] += 1
-                rejected.append(str(exc))
+                bad_share = True
+                failing.append(str(exc))
+                summary["not_loaded"].append({"path": e.relative, "outcome": "rejected", "reason": exc.reason,
+                                              "since": None})
                 log.error("rejected %s", exc)
                 continue
             except LoadError:
                 raise
+            except OSError as exc:  # the file failed while read: its transaction was rolled back
+                failed = Planned(e, "reject", unreadable_reason(exc), p.sha256, p.known)
+                summary["files_rejected"] += 1
+                failing.append(f"{e.relative}: {failed.reason}")
+                _not_loaded(conn, summary, failed, run_at)
+                continue
             except Exception as exc:
-                _record_failure(conn, cand.path, sha, interval_start=interval_start, interval_end=interval_end, exc=exc)
-                raise LoadError(f"loading {cand.path} failed, nothing of it was committed: "
+                _record_failure(conn, e.path, p.sha256, interval_start=interval_start, interval_end=interval_end,
+                                exc=exc)
+                raise LoadError(f"loading {e.path} failed, nothing of it was committed: "
                                 f"{type(exc).__name__}: {exc}") from exc
             if res.status == "skipped":
                 summary["files_skipped"] += 1
@@ -666,20 +800,101 @@ def load_analytics_files(conninfo: str, landing: str | os.PathLike, interval_sta
             summary["files_loaded"] += 1
             for key in ("rows_read", "rows_loaded", "rows_quarantined"):
                 summary[key] += getattr(res, key)
-            summary["files"].append({"path": res.path, "file_date": res.file_date, "late": cand.late,
+            summary["files"].append({"path": res.path, "file_date": res.file_date, "late": e.late,
                                      "batch_id": res.batch_id, "rows_read": res.rows_read,
                                      "rows_loaded": res.rows_loaded, "rows_quarantined": res.rows_quarantined})
-            log.info("%s: %d read, %d loaded, %d quarantined", cand.path, res.rows_read, res.rows_loaded,
+            log.info("%s: %d read, %d loaded, %d quarantined", e.relative, res.rows_read, res.rows_loaded,
                      res.rows_quarantined)
-    if rejected:
-        raise BadShareExceeded(
-            f"{len(rejected)} analytics file(s) rejected — nothing of them was committed (the other files of the "
-            "run were loaded). Fix or replace the file, or raise analytics.max_bad_share in config/sources.yml, "
-            "then rerun the day:\n" + "\n".join(rejected))
+    if summary["not_loaded"]:
+        log.warning("%d file(s) under %s were not loaded (ops.landing_files):\n%s", len(summary["not_loaded"]),
+                    landing_dir, "\n".join(_line_of(n) for n in summary["not_loaded"]))
+    if failing:
+        kind = BadShareExceeded if bad_share else FilesRejected
+        raise kind(
+            f"{len(failing)} analytics file(s) rejected — nothing of them was committed (the other files of the "
+            "run were loaded). Fix or replace the file (or raise analytics.max_bad_share in config/sources.yml "
+            "for too many bad lines), then rerun the day:\n" + "\n".join(failing))
     return summary
 
 
-def _record_failure(conn: psycopg.Connection, path: Path, sha: str, *, interval_start: datetime,
+def _line_of(item: dict) -> str:
+    since = f" (since {item['since'][:10]})" if item.get("since") else ""
+    return f"  {item['outcome']}: {item['path']}: {item['reason']}{since}"
+
+
+def _not_loaded(conn: psycopg.Connection, summary: dict, p: Planned, run_at: datetime) -> None:
+    """Record a file skipped or rejected (its row rewritten only if the outcome changed), and list it."""
+    e = p.entry
+    outcome = "rejected" if p.action in ("reject", "previously_rejected") else "skipped"
+    unchanged = p.known is not None and (p.action == "previously_rejected" or
+                                         (p.known[0], p.known[1]) == (outcome, p.reason))
+    with conn.transaction(), conn.cursor() as cur:
+        if p.action == "previously_rejected":
+            cur.execute("update ops.landing_files set last_seen_at = %s where path = %s", [run_at, str(e.path)])
+        else:
+            cur.execute(_UPSERT_LANDING, [str(e.path), e.relative, e.file_date, outcome, p.reason, p.sha256,
+                                          _size(e.path), None, 0, 0, 0, run_at, run_at, run_at])
+    summary["not_loaded"].append({"path": e.relative, "outcome": outcome, "reason": p.reason,
+                                  "since": p.known[3].isoformat() if unchanged and p.known[3] else None})
+
+
+def _size(path: Path) -> int | None:
+    """The file's size; None for what is not a regular file (a folder, a FIFO, a broken link)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def _record_known_loaded(cur: psycopg.Cursor, planned: list[Planned], run_at: datetime) -> None:
+    """Files found loaded (by the ledger) with no loaded row in ops.landing_files yet — loaded before that table
+    existed, or after an earlier outcome: their row, from the ledger and the batch that loaded them."""
+    if not planned:
+        return
+    rel = {str(p.entry.path): p.entry.relative for p in planned}
+    cur.execute(
+        """insert into ops.landing_files (path, relative_path, source_kind, file_date, outcome, reason, sha256,
+                size_bytes, batch_id, rows_read, rows_loaded, rows_quarantined, first_seen_at, outcome_at,
+                last_seen_at)
+            select distinct on (l.path) l.path, r.rel, 'analytics_file', l.file_date,
+                   case when b.rows_quarantined > 0 then 'loaded_with_quarantine' else 'loaded' end,
+                   case when b.rows_quarantined > 0 then b.rows_quarantined || ' of ' || b.rows_read
+                        || ' lines quarantined (raw.quarantine)' end,
+                   l.sha256, l.size_bytes, l.batch_id, b.rows_read, b.rows_loaded, b.rows_quarantined,
+                   %s, l.loaded_at, %s
+            from ops.file_ledger l join ops.load_log b using (batch_id)
+            join unnest(%s::text[], %s::text[]) as r(path, rel) on r.path = l.path
+            order by l.path, l.loaded_at desc
+            on conflict (path) do update set
+                relative_path = excluded.relative_path, file_date = excluded.file_date, outcome = excluded.outcome,
+                reason = excluded.reason, sha256 = excluded.sha256, size_bytes = excluded.size_bytes,
+                batch_id = excluded.batch_id, rows_read = excluded.rows_read, rows_loaded = excluded.rows_loaded,
+                rows_quarantined = excluded.rows_quarantined, outcome_at = excluded.outcome_at,
+                last_seen_at = excluded.last_seen_at""",
+        [run_at, run_at, list(rel), list(rel.values())])
+
+
+def record_loaded(cur: psycopg.Cursor, *, path: Path, relative: str, file_date: date | None, sha256: str,
+                  batch_id: uuid.UUID, rows_read: int, rows_loaded: int, rows_quarantined: int,
+                  at: datetime) -> None:
+    """The file's ops.landing_files row for a batch just loaded (in the batch's transaction)."""
+    outcome = "loaded_with_quarantine" if rows_quarantined else "loaded"
+    reason = f"{rows_quarantined} of {rows_read} lines quarantined (raw.quarantine)" if rows_quarantined else None
+    cur.execute(_UPSERT_LANDING, [str(path), relative, file_date, outcome, reason, sha256, _size(path), batch_id,
+                                  rows_read, rows_loaded, rows_quarantined, at, at, at])
+
+
+def problems_since(conninfo: str, since: datetime) -> list[tuple[str, str, str, datetime]]:
+    """(relative path, outcome, reason, outcome_at) of every file a run since ``since`` skipped or rejected."""
+    with psycopg.connect(conninfo) as conn:
+        return conn.execute(
+            "select relative_path, outcome, reason, outcome_at from ops.landing_files "
+            "where outcome in ('skipped', 'rejected') and last_seen_at >= %s order by outcome, relative_path",
+            [since]).fetchall()
+
+
+def _record_failure(conn: psycopg.Connection, path: Path, sha: str | None, *, interval_start: datetime,
                     interval_end: datetime, exc: Exception) -> None:
     try:
         if conn.closed or conn.broken:

@@ -159,7 +159,8 @@ def _grant(conn: psycopg.Connection, tgt: Target) -> None:
         # loader: writes raw and the load state in ops
         "grant usage on schema raw, ops to {loader}",
         "grant select, insert on all tables in schema raw to {loader}",
-        "grant select, insert, update on ops.load_log, ops.file_ledger, ops.crm_watermarks to {loader}",
+        "grant select, insert, update on ops.load_log, ops.file_ledger, ops.landing_files, ops.crm_watermarks "
+        "to {loader}",
         # transformer (dbt): reads raw, owns the dbt schemas, reads what the push acknowledged
         "grant usage on schema raw, ops to {transformer}",
         "grant select on all tables in schema raw to {transformer}",

@@ -90,6 +90,33 @@ create table if not exists ops.file_ledger (
     loaded_at   timestamptz not null
 );
 
+-- Every file the analytics loader saw under its landing folder, with what became of it: one row per file (its
+-- path), written when the outcome is decided and rewritten only when it changes (a rerun that finds a loaded file
+-- loaded again writes nothing). Files still skipped or rejected get last_seen_at moved on by every run that sees
+-- them, so "what did this run leave out" is `last_seen_at >= <run start> and outcome in ('skipped', 'rejected')`.
+create table if not exists ops.landing_files (
+    path             text        primary key,  -- absolute; = ops.load_log.source, ops.file_ledger.path, raw _source
+    relative_path    text        not null,     -- under the landing folder the run read
+    source_kind      text        not null,     -- analytics_file
+    file_date        date,                     -- from its YYYY-MM-DD/ or Segment <day-as-unix-ms>/ folder
+    outcome          text        not null,     -- loaded, loaded_with_quarantine, rejected, skipped
+    reason           text,                     -- why (null for a clean load)
+    sha256           text,                     -- of the bytes the outcome is about (null when never read)
+    size_bytes       bigint,
+    batch_id         uuid,                     -- the ops.load_log batch (loaded, or rejected for bad lines)
+    rows_read        bigint      not null default 0,
+    rows_loaded      bigint      not null default 0,
+    rows_quarantined bigint      not null default 0,
+    first_seen_at    timestamptz not null,
+    outcome_at       timestamptz not null,     -- when this outcome was decided
+    last_seen_at     timestamptz not null,     -- the latest run that saw the file (moved on while skipped/rejected)
+    constraint landing_files_outcome check (outcome in ('loaded', 'loaded_with_quarantine', 'rejected', 'skipped')),
+    constraint landing_files_counts_reconcile
+        check (outcome not in ('loaded', 'loaded_with_quarantine') or rows_read = rows_loaded + rows_quarantined)
+);
+create index if not exists landing_files_open_idx on ops.landing_files (last_seen_at)
+    where outcome in ('rejected', 'skipped');
+
 create table if not exists ops.crm_watermarks (
     object_type text primary key,
     watermark   timestamptz not null,

@@ -55,7 +55,7 @@ def write_file(path: Path, lines: list[bytes] | None = None, *, n: int = 0, day:
                start: int = 0) -> Path:
     """Write ``lines`` (or ``n`` generated events) as JSONL, gzipped when the name ends in .gz."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    opener = gzip.open if path.name.endswith(".gz") else open
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "wb") as fh:
         if lines is not None:
             fh.write(b"".join(ln + b"\n" for ln in lines))
