@@ -28,9 +28,16 @@
     (({{ d }})::timestamp at time zone 'UTC')
 {%- endmacro %}
 
+{% macro stage_value(expr) -%}
+    {#- A HubSpot enumeration value as its internal name: a CSV export's label ("Marketing Qualified Lead",
+        "Closed Won") and the API's value (marketingqualifiedlead, closedwon) both give the lower-case value with
+        spaces and punctuation dropped. -#}
+    nullif(lower(regexp_replace({{ expr }}, '[^A-Za-z0-9_]', '', 'g')), '')
+{%- endmacro %}
+
 {% macro map_lifecycle_stage(expr) -%}
-    {#- HubSpot lifecyclestage -> handoff stage (DESIGN.md "Stage semantics"); unknown values stay null -#}
-    (case lower({{ expr }})
+    {#- HubSpot lifecyclestage (value or export label) -> handoff stage; unknown values stay null -#}
+    (case {{ stage_value(expr) }}
         when 'subscriber' then 'lead'
         when 'lead' then 'lead'
         when 'marketingqualifiedlead' then 'mql'
