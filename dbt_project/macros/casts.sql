@@ -9,9 +9,12 @@
 {%- endmacro %}
 
 {% macro safe_timestamptz(expr) -%}
-    {#- ISO-8601 text, or epoch milliseconds (HubSpot's older date format) -#}
+    {#- ISO-8601 text, or epoch milliseconds (HubSpot's older date format). Text without an offset is UTC (as the CSV
+        loader reads it), whatever the session's time zone. -#}
     (case
         when {{ expr }} ~ '^[0-9]{12,14}$' then to_timestamp(({{ expr }})::bigint / 1000.0)
+        when {{ expr }} ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+)?$'
+            then ({{ expr }})::timestamp at time zone 'UTC'
         when {{ expr }} ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}' then ({{ expr }})::timestamptz
     end)
 {%- endmacro %}

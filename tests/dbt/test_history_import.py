@@ -156,3 +156,44 @@ def test_each_stage_says_which_evidence_set_it(imported):
                            ("sql", "mql", won, "inferred", True),
                            ("opportunity", "sql", won, "inferred", True),
                            ("customer", "opportunity", won, "crm", False)]
+
+
+def test_import_history_refuses_a_folder_without_a_contacts_export(wh_target, tmp_path, monkeypatch):
+    (tmp_path / "deals.csv").write_text((FIXTURE / "deals.csv").read_text())
+    monkeypatch.setattr(warehouse, "target", lambda: wh_target)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["import-history", "--csv-dir", str(tmp_path)])
+    assert str(exc.value.code) == (f"handoff: error: {tmp_path / 'contacts.csv'} is missing: the history needs at "
+                                   "least the contacts export (crm.csv_mapping.contacts.file in the sources file "
+                                   "names it)")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["import-history", "--csv-dir", str(tmp_path / "nowhere")])
+    assert str(exc.value.code) == f"handoff: error: the CSV folder {tmp_path / 'nowhere'} does not exist"
+
+
+def test_stage_dates_from_the_api_shape_are_read_as_iso_or_epoch_milliseconds(imported):
+    """The API extract's contacts carry hs_lifecyclestage_<stage>_date / hs_v2_date_entered_<stage> as ISO-8601 or
+    epoch-millisecond strings: both are stage dates; an empty or unreadable value is none."""
+    admin, _ = imported
+    record = {"id": "900", "properties": {
+        "createdate": "2025-12-01T09:00:00.000Z", "lastmodifieddate": "2026-06-30T12:00:00.000Z",
+        "hs_v2_date_entered_marketingqualifiedlead": "1767225600000",  # 2026-01-01 00:00 UTC
+        "hs_lifecyclestage_customer_date": "2026-02-01T10:00:00.000Z",
+        "hs_lifecyclestage_lead_date": "", "hs_lifecyclestage_opportunity_date": "soon",
+        "hs_v2_date_entered_1234567": "2026-01-15 08:30"}}  # a custom stage: read, mapped to no handoff stage
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("insert into raw.crm_contacts (_batch_id, _loaded_at, _source, record_id, updated_at, archived, "
+                     "record) values (gen_random_uuid(), now(), 'test', '900', '2026-06-30T12:00:00Z', false, %s)",
+                     [psycopg.types.json.Jsonb(record)])
+        try:
+            got = conn.execute("select property, lifecycle_stage_raw, lifecycle_stage, entered_at "
+                               "from staging.stg_crm__contact_stage_dates where contact_id = '900' "
+                               "order by property").fetchall()
+        finally:
+            conn.execute("delete from raw.crm_contacts where record_id = '900'")
+    assert got == [
+        ("hs_lifecyclestage_customer_date", "customer", "customer", datetime(2026, 2, 1, 10, tzinfo=UTC)),
+        ("hs_v2_date_entered_1234567", "1234567", None, datetime(2026, 1, 15, 8, 30, tzinfo=UTC)),
+        ("hs_v2_date_entered_marketingqualifiedlead", "marketingqualifiedlead", "mql",
+         datetime(2026, 1, 1, tzinfo=UTC)),
+    ]
