@@ -2,8 +2,9 @@
 (close date, stage, associated contacts), no analytics files at all, through `handoff import-history`.
 
 The fixture (tests/fixtures/crm_history/, its README counts every number below by hand): 18 contacts, 17 MQLs in
-January–May 2026 (16 with a "Became a Marketing Qualified Lead Date", one inferred from a won deal), 11 SQLs (ten
-contacts of won deals, one "Became a Sales Qualified Lead Date"); the history ends at 2026-07-01.
+January–May 2026 (16 with a "Became a Marketing Qualified Lead Date", one inferred from a won deal), 12 SQLs (ten
+contacts of won deals, one "Became a Sales Qualified Lead Date", one rep's change in the lifecycle-history export;
+an SQL date and history entry of handoff's own push are not evidence); the history ends at 2026-07-01.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "crm_history"
 # cohort month -> (MQLs, sqls_cumulative for months_since_mql 0..6), counted by hand in the fixture's README
 COHORTS = {
     date(2026, 1, 1): (5, [1, 2, 2, 3, 3, 3, 3]),
-    date(2026, 2, 1): (4, [1, 2, 2, 2, 2, 2, 2]),
+    date(2026, 2, 1): (4, [1, 2, 3, 3, 3, 3, 3]),
     date(2026, 3, 1): (3, [1, 1, 2, 2, 2, 2, 2]),
     date(2026, 4, 1): (4, [1, 1, 3, 3, 3, 3, 3]),
     date(2026, 5, 1): (1, [1, 1, 1, 1, 1, 1, 1]),
@@ -35,7 +36,7 @@ COHORTS = {
 LAST_COMPLETE = {date(2026, 1, 1): 5, date(2026, 2, 1): 4, date(2026, 3, 1): 3, date(2026, 4, 1): 2,
                  date(2026, 5, 1): 1}
 # SQLs and MQLs per month (segment all)
-SQLS = {1: 1, 2: 2, 3: 2, 4: 2, 5: 2, 6: 2}
+SQLS = {1: 1, 2: 2, 3: 2, 4: 3, 5: 2, 6: 2}
 MQLS = {1: 5, 2: 4, 3: 3, 4: 4, 5: 1, 6: 0}
 
 
@@ -58,7 +59,7 @@ def imported(wh_target, tmp_path_factory):
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("truncate ops.file_ledger, ops.load_log cascade")
     csv_dir = tmp_path_factory.mktemp("crm_history")
-    for name in ("contacts.csv", "deals.csv"):
+    for name in ("contacts.csv", "deals.csv", "lifecycle_stage_history.csv"):
         shutil.copy(FIXTURE / name, csv_dir / name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(warehouse, "target", lambda: wh_target)  # the CLI and dbt_runner.dbt_env ask for the target
@@ -76,7 +77,7 @@ def test_the_import_loads_the_exports_and_prints_what_the_history_gave(imported)
     summary = dict(line.split(": ", 1) for line in out.strip().splitlines())
     assert summary["contacts"] == "18"
     assert (summary["mqls"], summary["mqls_from_crm"], summary["mqls_inferred"]) == ("17", "16", "1")
-    assert (summary["sqls"], summary["sqls_from_crm"], summary["sqls_inferred"]) == ("11", "1", "10")
+    assert (summary["sqls"], summary["sqls_from_crm"], summary["sqls_inferred"]) == ("12", "2", "10")
     assert summary["cohorts"] == "5"
 
 
@@ -115,9 +116,9 @@ def test_lagged_conversion_from_a_history_only_import_is_the_hand_counted_one(im
         else:
             assert _same_rate(rate, SQLS[month], want_mqls), (month, lag, rate)
         assert headline == (lag == 2)
-    # the headline (SQLs in month m / MQLs in month m - 2): March 2/5, April 2/4, June 2/4
+    # the headline (SQLs in month m / MQLs in month m - 2): March 2/5, April 3/4, June 2/4
     assert got[(3, 2)][2] == Decimal("0.4")
-    assert got[(4, 2)][2] == Decimal("0.5")
+    assert got[(4, 2)][2] == Decimal("0.75")
     assert got[(6, 2)][2] == Decimal("0.5")
     assert got[(6, 0)][2] is None  # no MQLs in June
 
@@ -142,7 +143,10 @@ def test_each_stage_says_which_evidence_set_it(imported):
                                     datetime(2026, 5, 20, 15, tzinfo=utc), "crm", False]
     # 107: its deal was lost: an MQL only
     assert contacts["107"][4:] == [None, None, False, None, "mql"]
-    # 117: a lead only
+    # 109: a rep's SQL in the lifecycle-history export ("Sales Qualified Lead", CRM_UI)
+    assert contacts["109"][1:7] == [datetime(2026, 2, 25, 10, tzinfo=utc), "crm", False,
+                                    datetime(2026, 4, 14, 11, tzinfo=utc), "crm", False]
+    # 117: its SQL date and history entry are handoff's own push (INTEGRATION): a lead only
     assert contacts["117"][1:] == [None, None, False, None, None, False, None, "lead"]
     # the transitions of 101: SQL and opportunity inferred from the won deal, at its close
     transitions = _rows(admin, """
