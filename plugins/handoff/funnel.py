@@ -18,6 +18,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,8 @@ class Definition:
     sql_follow_up_hours: float
     # stage -> rules_and_crm | rules | crm (mql and sql only; the other stages are crm)
     evidence: dict[str, str] = field(default_factory=lambda: {"mql": "rules_and_crm", "sql": "rules_and_crm"})
+    # rules evidence counts from this UTC day on (None: always); before it only the CRM's record
+    evidence_rules_from: date | None = None
     source: str = field(default="", compare=False)
 
 
@@ -484,6 +487,7 @@ class _Validator:
                     self.err(band, f"conversion.healthy_band.max_rate {max_rate} is a rate and cannot exceed 1")
 
         evidence = self.evidence(doc)
+        rules_from = self.rules_from(doc)
         if evidence["sql"] == "crm" and not crm_stages:
             self.err(sql_sec, "evidence.sql is crm, but `sql.crm_lifecycle_stages` lists no CRM lifecycle stage")
         if evidence["sql"] == "rules" and not signals:
@@ -503,7 +507,7 @@ class _Validator:
             company_size_bands=tuple(bands), cohort_grain=grain, max_periods_since_mql=max_periods,
             lags_to_report=lags, sales_cycle_lag_periods=lag, segments=segments, healthy_min_rate=min_rate,
             healthy_max_rate=max_rate, mql_goal_per_period=goal, sql_follow_up_hours=hours, evidence=evidence,
-            source=self.source,
+            evidence_rules_from=rules_from, source=self.source,
         )
 
     def evidence(self, doc: dict) -> dict[str, str]:
@@ -511,8 +515,10 @@ class _Validator:
         sec = self.section(doc, "evidence", required=False)
         out = {stage: "rules_and_crm" for stage in RULE_STAGES}
         for stage, value in sec.items():
+            if stage == "rules_from":
+                continue
             if stage not in EVIDENCE_STAGES:
-                self.err(sec, f"evidence: unknown stage {stage!r} (allowed: {', '.join(EVIDENCE_STAGES)})")
+                self.err(sec, f"evidence: unknown key {stage!r} (allowed: {', '.join(EVIDENCE_STAGES)}, rules_from)")
             elif value not in EVIDENCE_CHOICES:
                 self.err(sec, f"evidence.{stage} must be one of {', '.join(EVIDENCE_CHOICES)}, got {value!r}")
             elif stage not in RULE_STAGES and value != "crm":
@@ -521,6 +527,22 @@ class _Validator:
             elif stage in RULE_STAGES:
                 out[stage] = value
         return out
+
+    def rules_from(self, doc: dict) -> date | None:
+        """``evidence.rules_from: YYYY-MM-DD`` (optional): the first UTC day handoff's rules are evidence."""
+        sec = self.section(doc, "evidence", required=False)
+        value = sec.get("rules_from")
+        if value is None:
+            return None
+        if isinstance(value, date) and not hasattr(value, "hour"):
+            return value
+        try:
+            if isinstance(value, str) and len(value) == 10:
+                return date.fromisoformat(value)
+        except ValueError:
+            pass
+        self.err(sec, f"evidence.rules_from must be a date YYYY-MM-DD, got {value!r}")
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -566,6 +588,7 @@ def seed_contents(defn: Definition) -> dict[str, str]:
         ("healthy_max_rate", defn.healthy_max_rate), ("mql_goal_per_period", defn.mql_goal_per_period),
         ("sql_follow_up_hours", defn.sql_follow_up_hours),
         *((f"{stage}_evidence", defn.evidence[stage]) for stage in RULE_STAGES),
+        *([("evidence_rules_from", defn.evidence_rules_from.isoformat())] if defn.evidence_rules_from else []),
     ]
     named = [("sql_signals", defn.sql_signals), ("sql_crm_lifecycle_stages", defn.sql_crm_lifecycle_stages),
              ("disqualify_crm_lead_statuses", defn.disqualify_crm_lead_statuses),

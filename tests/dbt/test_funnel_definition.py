@@ -72,7 +72,8 @@ def test_default_definition_is_valid():
     (lambda d: d["evidence"].update(mql="crm_only"),
      ["evidence.mql must be one of rules_and_crm, rules, crm, got 'crm_only'"]),
     (lambda d: d["evidence"].update(customer="rules"), ["evidence.customer can only be crm"]),
-    (lambda d: d["evidence"].update(mqls="crm"), ["evidence: unknown stage 'mqls'"]),
+    (lambda d: d["evidence"].update(mqls="crm"), ["evidence: unknown key 'mqls'"]),
+    (lambda d: d["evidence"].update(rules_from="March"), ["evidence.rules_from must be a date YYYY-MM-DD"]),
     (lambda d: (d["evidence"].update(sql="crm"), d["sql"].update(crm_lifecycle_stages=[])),
      ["evidence.sql is crm, but `sql.crm_lifecycle_stages` lists no CRM lifecycle stage"]),
 ])
@@ -107,6 +108,12 @@ def test_evidence_defaults_to_rules_and_crm_and_compiles_into_the_settings(tmp_p
     funnel.compile(defn, tmp_path)
     settings_rows = dict(csv.reader(io.StringIO((tmp_path / "funnel_settings.csv").read_text())))
     assert (settings_rows["mql_evidence"], settings_rows["sql_evidence"]) == ("crm", "rules")
+    assert "evidence_rules_from" not in settings_rows  # none: the rules count always
+    doc["evidence"]["rules_from"] = "2026-03-01"
+    defn = funnel.loads(yaml.safe_dump(doc, sort_keys=False))
+    funnel.compile(defn, tmp_path)
+    settings_rows = dict(csv.reader(io.StringIO((tmp_path / "funnel_settings.csv").read_text())))
+    assert settings_rows["evidence_rules_from"] == "2026-03-01"
 
 
 def test_committed_seeds_are_in_sync_with_the_definition():

@@ -13,7 +13,7 @@
 --   opportunity  a deal associated with the contact was created, or the CRM's record of opportunity;
 --   customer     an associated deal closed won, or the CRM's record of customer;
 --   evidence     config/funnel.yml `evidence` says, for mql and sql, which evidence counts: rules_and_crm (the
---                earlier; rules win a tie), rules, or crm;
+--                earlier; rules win a tie), rules, or crm; with `rules_from`, the rules count from that day on;
 --   skipped      a later stage without an earlier one gives the earlier stage the later stage's time,
 --                flagged *_inferred, its evidence source `inferred`;
 --   disqualified a negative rule with `disqualify`, or a rep's lead status the definition lists;
@@ -151,6 +151,7 @@ evidence as (
         crm_lifecycle.crm_lead_at,
         settings.mql_evidence,
         settings.sql_evidence,
+        settings.evidence_rules_from_at,
         case when rule_stages.mql_date is not null
             then greatest({{ utc_midnight('rule_stages.mql_date') }}, contacts.lead_at) end as rules_mql_at,
         rule_stages.mql_score,
@@ -182,9 +183,12 @@ counted as (
     -- the evidence the definition counts for mql and sql (config/funnel.yml `evidence`)
     select
         *,
-        case when mql_evidence <> 'crm' then rules_mql_at end as counted_rules_mql_at,
+        -- (and evidence.rules_from: the rules count from that day on; before it only the CRM's record)
+        case when mql_evidence <> 'crm' and rules_mql_at >= coalesce(evidence_rules_from_at, '-infinity')
+            then rules_mql_at end as counted_rules_mql_at,
         case when mql_evidence <> 'rules' then crm_mql_at end as counted_crm_mql_at,
-        case when sql_evidence <> 'crm' then rules_sql_at end as counted_rules_sql_at,
+        case when sql_evidence <> 'crm' and rules_sql_at >= coalesce(evidence_rules_from_at, '-infinity')
+            then rules_sql_at end as counted_rules_sql_at,
         case when sql_evidence <> 'rules' then crm_sql_at end as counted_crm_sql_at
     from evidence
 ),

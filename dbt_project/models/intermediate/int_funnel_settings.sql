@@ -22,6 +22,8 @@ final as (
         -- which evidence sets the stage (config/funnel.yml `evidence`): rules_and_crm | rules | crm
         coalesce(max(value) filter (where setting = 'mql_evidence'), 'rules_and_crm') as mql_evidence,
         coalesce(max(value) filter (where setting = 'sql_evidence'), 'rules_and_crm') as sql_evidence,
+        -- rules are evidence from the start of this UTC day on (evidence.rules_from; null: always)
+        {{ utc_midnight("max(value) filter (where setting = 'evidence_rules_from')::date") }} as evidence_rules_from_at,
         case max(value) filter (where setting = 'cohort_grain')
             when 'week' then interval '1 week' else interval '1 month'
         end as period_interval
