@@ -201,3 +201,12 @@ def test_stage_dates_from_the_api_shape_are_read_as_iso_or_epoch_milliseconds(im
         ("hs_v2_date_entered_marketingqualifiedlead", "marketingqualifiedlead", "mql",
          datetime(2026, 1, 1, tzinfo=UTC)),
     ]
+
+
+def test_import_history_has_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["import-history", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--csv-dir", "--sources", "--export-date", "--no-build"):
+        assert option in out
