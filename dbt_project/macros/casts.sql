@@ -9,9 +9,12 @@
 {%- endmacro %}
 
 {% macro safe_timestamptz(expr) -%}
-    {#- ISO-8601 text, or epoch milliseconds (HubSpot's older date format) -#}
+    {#- ISO-8601 text, or epoch milliseconds (HubSpot's older date format). Text without an offset is UTC (as the CSV
+        loader reads it), whatever the session's time zone. -#}
     (case
         when {{ expr }} ~ '^[0-9]{12,14}$' then to_timestamp(({{ expr }})::bigint / 1000.0)
+        when {{ expr }} ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+)?$'
+            then ({{ expr }})::timestamp at time zone 'UTC'
         when {{ expr }} ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}' then ({{ expr }})::timestamptz
     end)
 {%- endmacro %}
@@ -28,9 +31,16 @@
     (({{ d }})::timestamp at time zone 'UTC')
 {%- endmacro %}
 
+{% macro stage_value(expr) -%}
+    {#- A HubSpot enumeration value as its internal name: a CSV export's label ("Marketing Qualified Lead",
+        "Closed Won") and the API's value (marketingqualifiedlead, closedwon) both give the lower-case value with
+        spaces and punctuation dropped. -#}
+    nullif(lower(regexp_replace({{ expr }}, '[^A-Za-z0-9_]', '', 'g')), '')
+{%- endmacro %}
+
 {% macro map_lifecycle_stage(expr) -%}
-    {#- HubSpot lifecyclestage -> handoff stage (DESIGN.md "Stage semantics"); unknown values stay null -#}
-    (case lower({{ expr }})
+    {#- HubSpot lifecyclestage (value or export label) -> handoff stage; unknown values stay null -#}
+    (case {{ stage_value(expr) }}
         when 'subscriber' then 'lead'
         when 'lead' then 'lead'
         when 'marketingqualifiedlead' then 'mql'

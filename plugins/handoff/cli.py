@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 
 class CliError(SystemExit):
@@ -231,6 +232,27 @@ def cmd_dbt(args: argparse.Namespace) -> int:
     return dbt_runner.run(args.dbt_args, check=False).returncode
 
 
+def cmd_import_history(args: argparse.Namespace) -> int:
+    from handoff import history, sources, warehouse  # noqa: PLC0415
+
+    try:
+        cfg = sources.load(args.sources)
+    except sources.SourcesError as exc:
+        raise CliError(str(exc)) from None
+    csv_dir = args.csv_dir if args.csv_dir is not None else cfg.crm.csv_dir
+    _require_warehouse()
+    try:
+        result = history.import_history(warehouse.target(), Path(csv_dir), cfg.crm.csv_mapping,
+                                        export_date=args.export_date, build=not args.no_build, log=log)
+    except history.HistoryImportError as exc:
+        raise CliError(str(exc)) from None
+    for key, value in result.summary.items():
+        print(f"{key}: {value}")
+    if result.built:
+        log("done: see marts.mql_sql_conversion_cohorts, marts.mql_sql_lagged_conversion and marts.dim_contacts")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from handoff import demo  # noqa: PLC0415
 
@@ -304,6 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("crm-properties", help="create the custom CRM properties the push writes, where missing")
     p.set_defaults(func=cmd_crm_properties)
+
+    p = sub.add_parser("import-history", help="replay the company's past: load CRM CSV exports (contacts with "
+                       "their became-stage dates, deals, lifecycle history) and build every model over it",
+                       description="Load the CRM CSV exports in a folder (mapped by crm.csv_mapping in "
+                       "config/sources.yml) and rebuild every model over the whole history (dbt build "
+                       "--full-refresh): stages from the CRM's record, cohorts and lagged conversion for every "
+                       "month the exports reach. No analytics files needed. See docs/bring-your-own-history.md.")
+    _add_module_arguments("history", p)
+    p.set_defaults(func=cmd_import_history)
 
     p = sub.add_parser("dbt", help="run dbt against the warehouse as the transformer role")
     p.add_argument("dbt_args", nargs=argparse.REMAINDER)

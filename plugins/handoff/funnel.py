@@ -18,6 +18,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,11 @@ TEXT_OPERATORS = ("=", "!=", "in", "not_in")
 KINDS = ("count", "threshold", "fit", "negative")
 SEGMENTS = ("all", "original_source", "persona", "industry", "company_size_band")
 COHORT_GRAINS = ("month", "week")
+# evidence: which evidence sets each stage's first time (docs/funnel.md "Evidence"). handoff has rules only for
+# mql and sql; lead, opportunity and customer come from the CRM (records, lifecycle history, deals) alone.
+EVIDENCE_CHOICES = ("rules_and_crm", "rules", "crm")
+EVIDENCE_STAGES = ("lead", "mql", "sql", "opportunity", "customer")
+RULE_STAGES = ("mql", "sql")
 
 SEED_FILES = ("funnel_rules.csv", "funnel_settings.csv", "funnel_event_map.csv", "funnel_lists.csv",
               "company_size_bands.csv")
@@ -116,6 +122,10 @@ class Definition:
     healthy_max_rate: float
     mql_goal_per_period: int
     sql_follow_up_hours: float
+    # stage -> rules_and_crm | rules | crm (mql and sql only; the other stages are crm)
+    evidence: dict[str, str] = field(default_factory=lambda: {"mql": "rules_and_crm", "sql": "rules_and_crm"})
+    # rules evidence counts from this UTC day on (None: always); before it only the CRM's record
+    evidence_rules_from: date | None = None
     source: str = field(default="", compare=False)
 
 
@@ -476,6 +486,13 @@ class _Validator:
                 if max_rate > 1:
                     self.err(band, f"conversion.healthy_band.max_rate {max_rate} is a rate and cannot exceed 1")
 
+        evidence = self.evidence(doc)
+        rules_from = self.rules_from(doc)
+        if evidence["sql"] == "crm" and not crm_stages:
+            self.err(sql_sec, "evidence.sql is crm, but `sql.crm_lifecycle_stages` lists no CRM lifecycle stage")
+        if evidence["sql"] == "rules" and not signals:
+            self.err(sql_sec, "evidence.sql is rules, but `sql.signals` lists no signal")
+
         sla = self.section(doc, "sla")
         goal = self.number(sla, "mql_goal_per_period", "sla.mql_goal_per_period", integer=True, minimum=0)
         hours = self.number(sla, "sql_follow_up_hours", "sla.sql_follow_up_hours", positive=True)
@@ -489,8 +506,43 @@ class _Validator:
             recycle_crm_lead_statuses=recyc_statuses, events=events, lists=lists,
             company_size_bands=tuple(bands), cohort_grain=grain, max_periods_since_mql=max_periods,
             lags_to_report=lags, sales_cycle_lag_periods=lag, segments=segments, healthy_min_rate=min_rate,
-            healthy_max_rate=max_rate, mql_goal_per_period=goal, sql_follow_up_hours=hours, source=self.source,
+            healthy_max_rate=max_rate, mql_goal_per_period=goal, sql_follow_up_hours=hours, evidence=evidence,
+            evidence_rules_from=rules_from, source=self.source,
         )
+
+    def evidence(self, doc: dict) -> dict[str, str]:
+        """``evidence: {stage: rules_and_crm | rules | crm}`` (optional; every stage defaults to rules_and_crm)."""
+        sec = self.section(doc, "evidence", required=False)
+        out = {stage: "rules_and_crm" for stage in RULE_STAGES}
+        for stage, value in sec.items():
+            if stage == "rules_from":
+                continue
+            if stage not in EVIDENCE_STAGES:
+                self.err(sec, f"evidence: unknown key {stage!r} (allowed: {', '.join(EVIDENCE_STAGES)}, rules_from)")
+            elif value not in EVIDENCE_CHOICES:
+                self.err(sec, f"evidence.{stage} must be one of {', '.join(EVIDENCE_CHOICES)}, got {value!r}")
+            elif stage not in RULE_STAGES and value != "crm":
+                self.err(sec, f"evidence.{stage} can only be crm: handoff has no rules for the {stage} stage "
+                              "(it comes from the CRM's records, lifecycle history and deals)")
+            elif stage in RULE_STAGES:
+                out[stage] = value
+        return out
+
+    def rules_from(self, doc: dict) -> date | None:
+        """``evidence.rules_from: YYYY-MM-DD`` (optional): the first UTC day handoff's rules are evidence."""
+        sec = self.section(doc, "evidence", required=False)
+        value = sec.get("rules_from")
+        if value is None:
+            return None
+        if isinstance(value, date) and not hasattr(value, "hour"):
+            return value
+        try:
+            if isinstance(value, str) and len(value) == 10:
+                return date.fromisoformat(value)
+        except ValueError:
+            pass
+        self.err(sec, f"evidence.rules_from must be a date YYYY-MM-DD, got {value!r}")
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -535,6 +587,8 @@ def seed_contents(defn: Definition) -> dict[str, str]:
         ("sales_cycle_lag_periods", defn.sales_cycle_lag_periods), ("healthy_min_rate", defn.healthy_min_rate),
         ("healthy_max_rate", defn.healthy_max_rate), ("mql_goal_per_period", defn.mql_goal_per_period),
         ("sql_follow_up_hours", defn.sql_follow_up_hours),
+        *((f"{stage}_evidence", defn.evidence[stage]) for stage in RULE_STAGES),
+        *([("evidence_rules_from", defn.evidence_rules_from.isoformat())] if defn.evidence_rules_from else []),
     ]
     named = [("sql_signals", defn.sql_signals), ("sql_crm_lifecycle_stages", defn.sql_crm_lifecycle_stages),
              ("disqualify_crm_lead_statuses", defn.disqualify_crm_lead_statuses),

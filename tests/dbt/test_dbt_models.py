@@ -40,7 +40,8 @@ SEGMENT_COLUMNS = ("original_source", "persona", "industry", "company_size_band"
 CONTRACTS = {  # DESIGN.md "Mart contracts"
     "dim_contacts": ["contact_id", "crm_contact_id", "email_hash", "company_id", "persona", "industry",
                      "company_size_band", "original_source", "owner_id", "current_stage", "lead_at", "mql_at",
-                     "mql_inferred", "sql_at", "sql_inferred", "opportunity_at", "customer_at", "is_disqualified",
+                     "mql_inferred", "mql_evidence_source", "sql_at", "sql_inferred", "sql_evidence_source",
+                     "opportunity_at", "customer_at", "is_disqualified",
                      "disqualified_reason", "current_score"],
     "fct_contact_engagement_daily": ["contact_id", "activity_date", "sessions", "pageviews", "form_submissions",
                                      "downloads_awareness", "downloads_consideration", "downloads_decision",

@@ -69,6 +69,13 @@ def test_default_definition_is_valid():
      ["'Webinar Attended' maps to unknown feature"]),
     (lambda d: d["sql"].update(signals=["demo_requests", "fax_received"]),
      ["sql.signals", "unknown value 'fax_received'"]),
+    (lambda d: d["evidence"].update(mql="crm_only"),
+     ["evidence.mql must be one of rules_and_crm, rules, crm, got 'crm_only'"]),
+    (lambda d: d["evidence"].update(customer="rules"), ["evidence.customer can only be crm"]),
+    (lambda d: d["evidence"].update(mqls="crm"), ["evidence: unknown key 'mqls'"]),
+    (lambda d: d["evidence"].update(rules_from="March"), ["evidence.rules_from must be a date YYYY-MM-DD"]),
+    (lambda d: (d["evidence"].update(sql="crm"), d["sql"].update(crm_lifecycle_stages=[])),
+     ["evidence.sql is crm, but `sql.crm_lifecycle_stages` lists no CRM lifecycle stage"]),
 ])
 def test_invalid_definitions_are_rejected_with_the_rule_and_problem(mutate, expected):
     message = _problems(_with(mutate))
@@ -88,6 +95,25 @@ def test_every_problem_is_reported_at_once():
         d["mql"].update(score_threshold=-1)
     message = _problems(_with(mutate))
     assert "unknown feature 'nope'" in message and "mql.score_threshold" in message
+
+
+def test_evidence_defaults_to_rules_and_crm_and_compiles_into_the_settings(tmp_path: Path):
+    doc = _doc()
+    doc.pop("evidence")  # a definition written before the key existed
+    assert funnel.loads(yaml.safe_dump(doc, sort_keys=False)).evidence == {"mql": "rules_and_crm",
+                                                                          "sql": "rules_and_crm"}
+    doc["evidence"] = {"lead": "crm", "mql": "crm", "sql": "rules", "opportunity": "crm", "customer": "crm"}
+    defn = funnel.loads(yaml.safe_dump(doc, sort_keys=False))
+    assert defn.evidence == {"mql": "crm", "sql": "rules"}
+    funnel.compile(defn, tmp_path)
+    settings_rows = dict(csv.reader(io.StringIO((tmp_path / "funnel_settings.csv").read_text())))
+    assert (settings_rows["mql_evidence"], settings_rows["sql_evidence"]) == ("crm", "rules")
+    assert "evidence_rules_from" not in settings_rows  # none: the rules count always
+    doc["evidence"]["rules_from"] = "2026-03-01"
+    defn = funnel.loads(yaml.safe_dump(doc, sort_keys=False))
+    funnel.compile(defn, tmp_path)
+    settings_rows = dict(csv.reader(io.StringIO((tmp_path / "funnel_settings.csv").read_text())))
+    assert settings_rows["evidence_rules_from"] == "2026-03-01"
 
 
 def test_committed_seeds_are_in_sync_with_the_definition():

@@ -1,13 +1,21 @@
--- The funnel stage dates of every contact, from our rules and from CRM evidence, with skipped stages inferred
--- (DESIGN.md "Stage semantics"):
---   lead         the contact's creation in the CRM;
---   mql          rules: greatest(start of the first day the MQL rule held, lead_at);
---   sql          rules: the first decision signal; crm: a rep setting a lifecycle stage the definition lists
---                (sql.crm_lifecycle_stages; handoff's own INTEGRATION writes are not evidence);
---   opportunity  a deal associated with the contact was created (or the CRM lifecycle says so);
---   customer     an associated deal closed won (or the CRM lifecycle says so);
+-- The funnel stage dates of every contact, from our rules and from the CRM's record, with skipped stages inferred.
+-- A stage's *_at is the first time the contact reached it, from whichever counted evidence came first:
+--   crm          the CRM's record: the lifecycle-stage history (propertiesWithHistory.lifecyclestage, or a CSV
+--                lifecycle-history export) and the stage-date properties (hs_lifecyclestage_<stage>_date, the
+--                "Became a ... Date" export columns, hs_v2_date_entered_<stage>). handoff's own INTEGRATION writes
+--                are not evidence, nor is a stage-date property of a stage the history shows handoff's integration
+--                set at or before that date (HubSpot stamps the date when the push sets the stage);
+--   lead         the contact's creation in the CRM, or the CRM's earlier record of a lead/subscriber stage, or of
+--                a later stage (a record migrated from an older CRM: lead_inferred);
+--   mql          rules: greatest(start of the first day the MQL rule held, the CRM creation); crm: the CRM's
+--                record of marketingqualifiedlead;
+--   sql          rules: the first decision signal; crm: the CRM's record of a stage sql.crm_lifecycle_stages lists;
+--   opportunity  a deal associated with the contact was created, or the CRM's record of opportunity;
+--   customer     an associated deal closed won, or the CRM's record of customer;
+--   evidence     config/funnel.yml `evidence` says, for mql and sql, which evidence counts: rules_and_crm (the
+--                earlier; rules win a tie), rules, or crm; with `rules_from`, the rules count from that day on;
 --   skipped      a later stage without an earlier one gives the earlier stage the later stage's time,
---                flagged *_inferred;
+--                flagged *_inferred, its evidence source `inferred`;
 --   disqualified a negative rule with `disqualify`, or a rep's lead status the definition lists;
 --   recycled     a recycling lead status set at or after sql_at (sales sent the lead back to nurture).
 with
@@ -40,25 +48,68 @@ deal_contacts as (
     select * from {{ ref('stg_crm__deal_contacts') }}
 ),
 
+stage_dates as (
+    select * from {{ ref('stg_crm__contact_stage_dates') }}
+),
+
 lists as (
     select * from {{ ref('funnel_lists') }}
 ),
 
-crm_lifecycle as (
+settings as (
+    select * from {{ ref('int_funnel_settings') }}
+),
+
+pushed as (
+    -- the first time handoff's integration set each stage value (its push): not evidence
     select
         lifecycle_history.contact_id,
-        min(lifecycle_history.changed_at) filter (
-            where lifecycle_history.lifecycle_stage_raw in (
+        lifecycle_history.lifecycle_stage_raw,
+        min(lifecycle_history.changed_at) as first_pushed_at
+    from lifecycle_history
+    where lifecycle_history.source_type = 'INTEGRATION'
+    group by lifecycle_history.contact_id, lifecycle_history.lifecycle_stage_raw
+),
+
+crm_records as (
+    -- every time the CRM records a contact entering a lifecycle stage value
+    select
+        lifecycle_history.contact_id,
+        lifecycle_history.lifecycle_stage_raw,
+        lifecycle_history.lifecycle_stage,
+        lifecycle_history.changed_at as entered_at
+    from lifecycle_history
+    where coalesce(lifecycle_history.source_type, '') <> 'INTEGRATION'
+        and lifecycle_history.changed_at is not null
+    union all
+    select
+        stage_dates.contact_id,
+        stage_dates.lifecycle_stage_raw,
+        stage_dates.lifecycle_stage,
+        stage_dates.entered_at
+    from stage_dates
+    left join pushed
+        on stage_dates.contact_id = pushed.contact_id
+        and stage_dates.lifecycle_stage_raw = pushed.lifecycle_stage_raw
+    -- a date at or after (within a minute of) handoff's own first write of that stage may be the push's stamp
+    where pushed.first_pushed_at is null or stage_dates.entered_at < pushed.first_pushed_at - interval '1 minute'
+),
+
+crm_lifecycle as (
+    select
+        crm_records.contact_id,
+        min(crm_records.entered_at) filter (where crm_records.lifecycle_stage = 'lead') as crm_lead_at,
+        min(crm_records.entered_at) filter (where crm_records.lifecycle_stage = 'mql') as crm_mql_at,
+        min(crm_records.entered_at) filter (
+            where crm_records.lifecycle_stage_raw in (
                 select value from lists where list_name = 'sql_crm_lifecycle_stages'
             )
         ) as crm_sql_at,
-        min(lifecycle_history.changed_at) filter (where lifecycle_history.lifecycle_stage = 'opportunity')
+        min(crm_records.entered_at) filter (where crm_records.lifecycle_stage = 'opportunity')
             as crm_opportunity_at,
-        min(lifecycle_history.changed_at) filter (where lifecycle_history.lifecycle_stage = 'customer')
-            as crm_customer_at
-    from lifecycle_history
-    where coalesce(lifecycle_history.source_type, '') <> 'INTEGRATION'
-    group by lifecycle_history.contact_id
+        min(crm_records.entered_at) filter (where crm_records.lifecycle_stage = 'customer') as crm_customer_at
+    from crm_records
+    group by crm_records.contact_id
 ),
 
 deal_evidence as (
@@ -96,7 +147,11 @@ recycle_statuses as (
 evidence as (
     select
         contacts.contact_id,
-        contacts.lead_at,
+        contacts.lead_at as created_at,
+        crm_lifecycle.crm_lead_at,
+        settings.mql_evidence,
+        settings.sql_evidence,
+        settings.evidence_rules_from_at,
         case when rule_stages.mql_date is not null
             then greatest({{ utc_midnight('rule_stages.mql_date') }}, contacts.lead_at) end as rules_mql_at,
         rule_stages.mql_score,
@@ -105,6 +160,7 @@ evidence as (
         case when sql_signals.first_signal_at is not null
             then greatest(sql_signals.first_signal_at, contacts.lead_at) end as rules_sql_at,
         sql_signals.signal_feature,
+        crm_lifecycle.crm_mql_at,
         crm_lifecycle.crm_sql_at,
         least(crm_lifecycle.crm_opportunity_at, deal_evidence.deal_created_at) as direct_opportunity_at,
         least(crm_lifecycle.crm_customer_at, deal_evidence.deal_won_at) as customer_at,
@@ -115,11 +171,26 @@ evidence as (
         crm_disqualified.crm_disqualified_at,
         crm_disqualified.crm_disqualified_status
     from contacts
+    cross join settings
     left join rule_stages on contacts.contact_id = rule_stages.contact_id
     left join sql_signals on contacts.contact_id = sql_signals.contact_id
     left join crm_lifecycle on contacts.contact_id = crm_lifecycle.contact_id
     left join deal_evidence on contacts.contact_id = deal_evidence.contact_id
     left join crm_disqualified on contacts.contact_id = crm_disqualified.contact_id
+),
+
+counted as (
+    -- the evidence the definition counts for mql and sql (config/funnel.yml `evidence`)
+    select
+        *,
+        -- (and evidence.rules_from: the rules count from that day on; before it only the CRM's record)
+        case when mql_evidence <> 'crm' and rules_mql_at >= coalesce(evidence_rules_from_at, '-infinity')
+            then rules_mql_at end as counted_rules_mql_at,
+        case when mql_evidence <> 'rules' then crm_mql_at end as counted_crm_mql_at,
+        case when sql_evidence <> 'crm' and rules_sql_at >= coalesce(evidence_rules_from_at, '-infinity')
+            then rules_sql_at end as counted_rules_sql_at,
+        case when sql_evidence <> 'rules' then crm_sql_at end as counted_crm_sql_at
+    from evidence
 ),
 
 opportunities as (
@@ -128,8 +199,9 @@ opportunities as (
         least(direct_opportunity_at, customer_at) as opportunity_at,
         customer_at is not null and (direct_opportunity_at is null or direct_opportunity_at > customer_at)
             as opportunity_inferred,
-        least(rules_sql_at, crm_sql_at) as direct_sql_at
-    from evidence
+        least(counted_rules_sql_at, counted_crm_sql_at) as direct_sql_at,
+        least(counted_rules_mql_at, counted_crm_mql_at) as direct_mql_at
+    from counted
 ),
 
 sqls as (
@@ -143,9 +215,19 @@ sqls as (
 mqls as (
     select
         *,
-        least(rules_mql_at, sql_at) as mql_at,
-        sql_at is not null and (rules_mql_at is null or rules_mql_at > sql_at) as mql_inferred
+        least(direct_mql_at, sql_at) as mql_at,
+        sql_at is not null and (direct_mql_at is null or direct_mql_at > sql_at) as mql_inferred
     from sqls
+),
+
+leads as (
+    -- the CRM creation, or the CRM's earlier record of a lead stage; a later stage recorded before both (a record
+    -- migrated from an older CRM) gives lead_at its time, lead_inferred
+    select
+        *,
+        least(created_at, crm_lead_at, mql_at) as lead_at,  -- mql_at is the earliest of the later stages
+        coalesce(mql_at < least(created_at, crm_lead_at), false) as lead_inferred
+    from mqls
 ),
 
 recycled as (
@@ -153,7 +235,7 @@ recycled as (
         mqls.contact_id,
         recycle_statuses.changed_at as recycled_at,
         recycle_statuses.lead_status as recycled_status
-    from mqls
+    from leads as mqls
     inner join recycle_statuses
         on mqls.contact_id = recycle_statuses.contact_id
         and recycle_statuses.changed_at >= mqls.sql_at
@@ -164,37 +246,46 @@ final as (
     select
         mqls.contact_id,
         mqls.lead_at,
+        mqls.lead_inferred,
+        case when mqls.lead_inferred then 'inferred' else 'crm' end as lead_evidence_source,
         mqls.mql_at,
         mqls.mql_inferred,
-        -- an inferred stage carries the evidence of the later stage it was inferred from
+        -- rules, crm, or inferred (from the later stage); rules win a tie
         case
             when mqls.mql_at is null then null
-            when not mqls.mql_inferred then 'rules'
-            when mqls.sql_inferred then 'crm'
-            when mqls.rules_sql_at is not null and mqls.rules_sql_at <= coalesce(mqls.crm_sql_at, mqls.rules_sql_at)
-                then 'rules'
+            when mqls.mql_inferred then 'inferred'
+            when mqls.counted_rules_mql_at = mqls.mql_at then 'rules'
             else 'crm'
         end as mql_evidence_source,
-        case when not mqls.mql_inferred then mqls.mql_rule_ids end as mql_rule_ids,
-        case when not mqls.mql_inferred then mqls.mql_rule_details end as mql_rule_details,
-        case when not mqls.mql_inferred then mqls.mql_score end as mql_score,
+        case
+            when mqls.mql_at is null or mqls.mql_inferred then null
+            when mqls.counted_rules_mql_at = mqls.mql_at then mqls.mql_rule_ids
+            else array['crm_lifecycle_stage']
+        end as mql_rule_ids,
+        case when mqls.counted_rules_mql_at = mqls.mql_at and not mqls.mql_inferred
+            then mqls.mql_rule_details end as mql_rule_details,
+        case when mqls.counted_rules_mql_at = mqls.mql_at and not mqls.mql_inferred
+            then mqls.mql_score end as mql_score,
         mqls.sql_at,
         mqls.sql_inferred,
         case
             when mqls.sql_at is null then null
-            when mqls.sql_inferred then 'crm'
-            when mqls.rules_sql_at is not null and mqls.rules_sql_at <= coalesce(mqls.crm_sql_at, mqls.rules_sql_at)
-                then 'rules'
+            when mqls.sql_inferred then 'inferred'
+            when mqls.counted_rules_sql_at = mqls.sql_at then 'rules'
             else 'crm'
         end as sql_evidence_source,
         case
             when mqls.sql_at is null or mqls.sql_inferred then null
-            when mqls.rules_sql_at is not null and mqls.rules_sql_at <= coalesce(mqls.crm_sql_at, mqls.rules_sql_at)
-                then array['sql_signal.' || mqls.signal_feature]
+            when mqls.counted_rules_sql_at = mqls.sql_at then array['sql_signal.' || mqls.signal_feature]
             else array['crm_lifecycle_stage']
         end as sql_rule_ids,
         mqls.opportunity_at,
         mqls.opportunity_inferred,
+        case
+            when mqls.opportunity_at is null then null
+            when mqls.opportunity_inferred then 'inferred'
+            else 'crm'
+        end as opportunity_evidence_source,
         mqls.customer_at,
         least(mqls.rules_disqualified_at, mqls.crm_disqualified_at) as disqualified_at,
         case
@@ -215,7 +306,7 @@ final as (
         end as disqualified_rule_ids,
         recycled.recycled_at,
         recycled.recycled_status
-    from mqls
+    from leads as mqls
     left join recycled on mqls.contact_id = recycled.contact_id
 )
 

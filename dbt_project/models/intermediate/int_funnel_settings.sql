@@ -19,6 +19,11 @@ final as (
         max(value) filter (where setting = 'healthy_max_rate')::numeric as healthy_max_rate,
         max(value) filter (where setting = 'mql_goal_per_period')::integer as mql_goal_per_period,
         max(value) filter (where setting = 'sql_follow_up_hours')::numeric as sql_follow_up_hours,
+        -- which evidence sets the stage (config/funnel.yml `evidence`): rules_and_crm | rules | crm
+        coalesce(max(value) filter (where setting = 'mql_evidence'), 'rules_and_crm') as mql_evidence,
+        coalesce(max(value) filter (where setting = 'sql_evidence'), 'rules_and_crm') as sql_evidence,
+        -- rules are evidence from the start of this UTC day on (evidence.rules_from; null: always)
+        {{ utc_midnight("max(value) filter (where setting = 'evidence_rules_from')::date") }} as evidence_rules_from_at,
         case max(value) filter (where setting = 'cohort_grain')
             when 'week' then interval '1 week' else interval '1 month'
         end as period_interval

@@ -21,12 +21,14 @@ reached as (
     from stages
     cross join lateral (
         values
-            ('lead', 1, stages.lead_at, 'crm', null::text[], null::jsonb, false),
+            ('lead', 1, stages.lead_at, stages.lead_evidence_source, null::text[], null::jsonb,
+                stages.lead_inferred),
             ('mql', 2, stages.mql_at, stages.mql_evidence_source, stages.mql_rule_ids, stages.mql_rule_details,
                 stages.mql_inferred),
             ('sql', 3, stages.sql_at, stages.sql_evidence_source, stages.sql_rule_ids, null::jsonb,
                 stages.sql_inferred),
-            ('opportunity', 4, stages.opportunity_at, 'crm', null::text[], null::jsonb, stages.opportunity_inferred),
+            ('opportunity', 4, stages.opportunity_at, stages.opportunity_evidence_source, null::text[], null::jsonb,
+                stages.opportunity_inferred),
             ('customer', 5, stages.customer_at, 'crm', null::text[], null::jsonb, false),
             ('disqualified', 6, stages.disqualified_at, stages.disqualified_evidence_source,
                 stages.disqualified_rule_ids, null::jsonb, false),

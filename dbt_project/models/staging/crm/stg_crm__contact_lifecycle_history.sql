@@ -27,7 +27,7 @@ final as (
     select
         contact_id,
         ordinality::integer as history_index,
-        lower(nullif(entry ->> 'value', '')) as lifecycle_stage_raw,
+        {{ stage_value("entry ->> 'value'") }} as lifecycle_stage_raw,
         {{ map_lifecycle_stage("nullif(entry ->> 'value', '')") }} as lifecycle_stage,
         {{ safe_timestamptz("nullif(entry ->> 'timestamp', '')") }} as changed_at,
         upper(nullif(entry ->> 'sourceType', '')) as source_type,

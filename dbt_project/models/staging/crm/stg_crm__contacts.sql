@@ -17,7 +17,7 @@ typed as (
         lower({{ prop('record', 'persona') }}) as persona,
         {{ prop('record', 'associatedcompanyid') }} as company_id,
         {{ prop('record', 'hubspot_owner_id') }} as owner_id,
-        lower({{ prop('record', 'lifecyclestage') }}) as lifecycle_stage_raw,
+        {{ stage_value(prop('record', 'lifecyclestage')) }} as lifecycle_stage_raw,
         {{ prop('record', 'hs_lead_status') }} as lead_status,
         {{ prop('record', 'hs_analytics_source') }} as original_source,
         {{ prop('record', 'hs_analytics_source_data_1') }} as original_source_detail,

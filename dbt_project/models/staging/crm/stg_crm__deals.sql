@@ -13,7 +13,7 @@ final as (
         record_id as deal_id,
         {{ prop('record', 'dealname') }} as deal_name,
         {{ prop('record', 'pipeline') }} as pipeline,
-        lower({{ prop('record', 'dealstage') }}) as deal_stage,
+        {{ stage_value(prop('record', 'dealstage')) }} as deal_stage,
         {{ safe_numeric(prop('record', 'amount')) }} as amount,
         {{ prop('record', 'hubspot_owner_id') }} as owner_id,
         coalesce(
@@ -21,8 +21,8 @@ final as (
             {{ safe_timestamptz("nullif(record ->> 'createdAt', '')") }}
         ) as created_at,
         {{ safe_timestamptz(prop('record', 'closedate')) }} as closed_at,
-        lower({{ prop('record', 'dealstage') }}) = 'closedwon' as is_closed_won,
-        lower({{ prop('record', 'dealstage') }}) = 'closedlost' as is_closed_lost,
+        {{ stage_value(prop('record', 'dealstage')) }} = 'closedwon' as is_closed_won,
+        {{ stage_value(prop('record', 'dealstage')) }} = 'closedlost' as is_closed_lost,
         coalesce({{ safe_timestamptz(prop('record', 'hs_lastmodifieddate')) }}, updated_at) as updated_at,
         archived as is_archived
     from latest
