@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from handoff import airflow_env, settings
 
@@ -127,16 +128,22 @@ def run_day(day: date, *, conf: dict | None = None, log=print, verbose: bool = F
             with _output_to(logfile):
                 dagrun = dag.test(logical_date=end, run_conf=conf or {}, use_executor=bool(parallel))
     states = _task_states(dagrun) if dagrun is not None else {}
-    if not any(s == "success" for s in states.values()):
-        # Airflow counts a run without task instances a success; a run that ran nothing did not do its job
+    check_outcome(day, str(getattr(dagrun, "state", "")), states, None if verbose else logfile)
+    return states
+
+
+def check_outcome(day: date, run_state: str, states: dict[str, str], logfile: Path | None = None) -> None:
+    """Raise RunFailed unless the run succeeded and ran at least one task. A task Airflow never started has the
+    state ``None``: a run whose every task is like that ran nothing (Airflow still calls it a success). A failed
+    run names its unsuccessful tasks and ends with the last lines of ``logfile``."""
+    if all(s in {"None", "removed"} for s in states.values()):
         raise RunFailed(f"{DAG_ID} run for {day.isoformat()} ran no task (task states: {states or 'none'}): Airflow "
                         f"created no task instance for it, e.g. a day outside the DAG's start_date/end_date, so "
                         f"nothing was loaded, built or pushed")
-    if str(getattr(dagrun, "state", "")) != "success":
+    if run_state != "success":
         failed = sorted(t for t, s in states.items() if s not in {"success", "skipped"})
-        tail = "" if verbose else "\n--- last lines of " + str(logfile) + " ---\n" + _tail(logfile)
-        raise RunFailed(f"{DAG_ID} run for {day.isoformat()} ended {dagrun.state}; not successful: {failed}{tail}")
-    return states
+        tail = "" if logfile is None else f"\n--- last lines of {logfile} ---\n{_tail(logfile)}"
+        raise RunFailed(f"{DAG_ID} run for {day.isoformat()} ended {run_state}; not successful: {failed}{tail}")
 
 
 def refuse_before_start_date(dag, day: date, logical_date: datetime) -> None:
