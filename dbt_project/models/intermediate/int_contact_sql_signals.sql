@@ -1,5 +1,6 @@
 -- The first decision signal (the definition's sql.signals: demo / pricing / audit request, meeting booked ...)
--- of each contact that sent one.
+-- of each contact that sent one, counting from the funnel's evidence.rules_from cut-over day when it has one (a
+-- signal before it is not the rules' evidence, a later one still is).
 with
 
 facts as (
@@ -10,12 +11,18 @@ lists as (
     select * from {{ ref('funnel_lists') }}
 ),
 
+settings as (
+    select * from {{ ref('int_funnel_settings') }}
+),
+
 signals as (
     select facts.*
     from facts
     inner join lists
         on lists.list_name = 'sql_signals'
         and lists.value = facts.feature
+    cross join settings
+    where facts.occurred_at >= coalesce(settings.evidence_rules_from_at, '-infinity')
 ),
 
 final as (

@@ -4,7 +4,9 @@
 --                lifecycle-history export) and the stage-date properties (hs_lifecyclestage_<stage>_date, the
 --                "Became a ... Date" export columns, hs_v2_date_entered_<stage>). handoff's own INTEGRATION writes
 --                are not evidence, nor is a stage-date property of a stage the history shows handoff's integration
---                set at or before that date (HubSpot stamps the date when the push sets the stage);
+--                set at or before that date, or one within a minute of any integration write (HubSpot stamps the
+--                dates of the stage the push sets and of the stages it skips), nor a date equal to a later stage's
+--                date (HubSpot's fill-in for a skipped stage: the later stage infers it);
 --   lead         the contact's creation in the CRM, or the CRM's earlier record of a lead/subscriber stage, or of
 --                a later stage (a record migrated from an older CRM: lead_inferred);
 --   mql          rules: greatest(start of the first day the MQL rule held, the CRM creation); crm: the CRM's
@@ -16,7 +18,8 @@
 --                earlier; rules win a tie), rules, or crm; with `rules_from`, the rules count from that day on;
 --   skipped      a later stage without an earlier one gives the earlier stage the later stage's time,
 --                flagged *_inferred, its evidence source `inferred`;
---   disqualified a negative rule with `disqualify`, or a rep's lead status the definition lists;
+--   disqualified a negative rule with `disqualify` (from evidence.rules_from on), or a rep's lead status the
+--                definition lists;
 --   recycled     a recycling lead status set at or after sql_at (sales sent the lead back to nurture).
 with
 
@@ -71,6 +74,23 @@ pushed as (
     group by lifecycle_history.contact_id, lifecycle_history.lifecycle_stage_raw
 ),
 
+integration_writes as (
+    -- every lifecycle write of handoff's integration, whatever the stage: HubSpot stamps the dates of the stages
+    -- a write skips at the same moment
+    select lifecycle_history.contact_id, lifecycle_history.changed_at
+    from lifecycle_history
+    where lifecycle_history.source_type = 'INTEGRATION'
+),
+
+stage_dates_ranked as (
+    select
+        stage_dates.*,
+        case stage_dates.lifecycle_stage
+            when 'lead' then 1 when 'mql' then 2 when 'sql' then 3 when 'opportunity' then 4 when 'customer' then 5
+        end as stage_rank
+    from stage_dates
+),
+
 crm_records as (
     -- every time the CRM records a contact entering a lifecycle stage value
     select
@@ -87,12 +107,29 @@ crm_records as (
         stage_dates.lifecycle_stage_raw,
         stage_dates.lifecycle_stage,
         stage_dates.entered_at
-    from stage_dates
+    from stage_dates_ranked as stage_dates
     left join pushed
         on stage_dates.contact_id = pushed.contact_id
         and stage_dates.lifecycle_stage_raw = pushed.lifecycle_stage_raw
     -- a date at or after (within a minute of) handoff's own first write of that stage may be the push's stamp
-    where pushed.first_pushed_at is null or stage_dates.entered_at < pushed.first_pushed_at - interval '1 minute'
+    where (pushed.first_pushed_at is null or stage_dates.entered_at < pushed.first_pushed_at - interval '1 minute')
+        -- nor a date within a minute of any of handoff's writes: the stamp of a stage that write skipped
+        and not exists (
+            select 1
+            from integration_writes
+            where integration_writes.contact_id = stage_dates.contact_id
+                and stage_dates.entered_at between integration_writes.changed_at - interval '1 minute'
+                and integration_writes.changed_at + interval '1 minute'
+        )
+        -- a stage's date equal to a later stage's: HubSpot filled in the date of a stage the contact skipped; the
+        -- later stage infers it (mql_inferred, sql_inferred ...). A rep's own change of that stage is in the history.
+        and not exists (
+            select 1
+            from stage_dates_ranked as later
+            where later.contact_id = stage_dates.contact_id
+                and later.stage_rank > stage_dates.stage_rank
+                and later.entered_at = stage_dates.entered_at
+        )
 ),
 
 crm_lifecycle as (
@@ -164,7 +201,10 @@ evidence as (
         crm_lifecycle.crm_sql_at,
         least(crm_lifecycle.crm_opportunity_at, deal_evidence.deal_created_at) as direct_opportunity_at,
         least(crm_lifecycle.crm_customer_at, deal_evidence.deal_won_at) as customer_at,
+        -- a disqualifying rule counts from evidence.rules_from on, as the MQL rule does
         case when rule_stages.disqualified_date is not null
+                and {{ utc_midnight('rule_stages.disqualified_date') }}
+                    >= coalesce(settings.evidence_rules_from_at, '-infinity')
             then greatest({{ utc_midnight('rule_stages.disqualified_date') }}, contacts.lead_at) end
             as rules_disqualified_at,
         rule_stages.disqualifying_rule_ids,
@@ -226,7 +266,10 @@ leads as (
     select
         *,
         least(created_at, crm_lead_at, mql_at) as lead_at,  -- mql_at is the earliest of the later stages
-        coalesce(mql_at < least(created_at, crm_lead_at), false) as lead_inferred
+        coalesce(mql_at < least(created_at, crm_lead_at), false) as lead_inferred,
+        -- the rules set the stage (not inferred, and the rules' time is the stage's: rules win a tie)
+        coalesce(not mql_inferred and counted_rules_mql_at = mql_at, false) as mql_by_rules,
+        coalesce(not sql_inferred and counted_rules_sql_at = sql_at, false) as sql_by_rules
     from mqls
 ),
 
@@ -254,29 +297,27 @@ final as (
         case
             when mqls.mql_at is null then null
             when mqls.mql_inferred then 'inferred'
-            when mqls.counted_rules_mql_at = mqls.mql_at then 'rules'
+            when mqls.mql_by_rules then 'rules'
             else 'crm'
         end as mql_evidence_source,
         case
             when mqls.mql_at is null or mqls.mql_inferred then null
-            when mqls.counted_rules_mql_at = mqls.mql_at then mqls.mql_rule_ids
+            when mqls.mql_by_rules then mqls.mql_rule_ids
             else array['crm_lifecycle_stage']
         end as mql_rule_ids,
-        case when mqls.counted_rules_mql_at = mqls.mql_at and not mqls.mql_inferred
-            then mqls.mql_rule_details end as mql_rule_details,
-        case when mqls.counted_rules_mql_at = mqls.mql_at and not mqls.mql_inferred
-            then mqls.mql_score end as mql_score,
+        case when mqls.mql_by_rules then mqls.mql_rule_details end as mql_rule_details,
+        case when mqls.mql_by_rules then mqls.mql_score end as mql_score,
         mqls.sql_at,
         mqls.sql_inferred,
         case
             when mqls.sql_at is null then null
             when mqls.sql_inferred then 'inferred'
-            when mqls.counted_rules_sql_at = mqls.sql_at then 'rules'
+            when mqls.sql_by_rules then 'rules'
             else 'crm'
         end as sql_evidence_source,
         case
             when mqls.sql_at is null or mqls.sql_inferred then null
-            when mqls.counted_rules_sql_at = mqls.sql_at then array['sql_signal.' || mqls.signal_feature]
+            when mqls.sql_by_rules then array['sql_signal.' || mqls.signal_feature]
             else array['crm_lifecycle_stage']
         end as sql_rule_ids,
         mqls.opportunity_at,

@@ -1,6 +1,7 @@
 -- The dates the CRM records for each lifecycle stage a contact entered, one row per contact × property with a
 -- value (latest contact version): HubSpot's `hs_lifecyclestage_<stage>_date` ("Became a ... Date" in an export)
--- and `hs_v2_date_entered_<stage>`, for every stage value, custom ones included. Values are ISO-8601 or epoch
+-- and `hs_v2_date_entered_<stage>`, for every stage value they carry (the extract and the CSV mapping ask for the five
+-- standard stages; a custom stage mapped by hand is read too). Values are ISO-8601 or epoch
 -- milliseconds; one that is neither stays out (its property is named in no row).
 with
 
