@@ -812,13 +812,15 @@ class SandboxApp:
                 raise ApiError(404, "OBJECT_NOT_FOUND", f"Could not find {object_type} {', '.join(missing)} to merge.")
             values: dict[str, str] = {}
             for name, value in other.properties.items():
+                mine = primary.properties.get(name)
+                if name.startswith(("hs_lifecyclestage_", "hs_v2_date_entered_")):  # stage dates (some read-only)
+                    if value:
+                        values[name] = min(mine, value) if mine else value  # ISO-8601 with Z: text order is time
+                    continue
                 if name in READ_ONLY_PROPERTIES or name in (LASTMODIFIED_PROPERTY[object_type], MERGED_IDS_PROPERTY):
                     continue
-                mine = primary.properties.get(name)
                 if value and not mine:
                     values[name] = value
-                elif value and mine and name.startswith(("hs_lifecyclestage_", "hs_v2_date_entered_")):
-                    values[name] = min(mine, value)  # ISO-8601 with Z: text order is time order
             stages = [primary.properties.get("lifecyclestage"), other.properties.get("lifecyclestage")]
             ordered = [st for st in stages if st in LIFECYCLE_ORDER]
             if ordered:

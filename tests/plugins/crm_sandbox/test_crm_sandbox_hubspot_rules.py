@@ -197,6 +197,26 @@ def test_merged_contact_reads_as_the_survivor(hubspot_client, http: Http, clock)
         "hs_merged_object_ids"] == "1;2"
 
 
+def test_a_merge_keeps_the_earlier_date_of_each_stage_the_two_records_entered(hubspot_client, http: Http, clock):
+    dates = ("hs_lifecyclestage_marketingqualifiedlead_date,hs_v2_date_entered_marketingqualifiedlead,"
+             "hs_lifecyclestage_opportunity_date,hs_v2_date_entered_opportunity")
+    http.patch("/crm/v3/objects/contacts/2", {"properties": {"lifecyclestage": "marketingqualifiedlead"}})
+    clock.advance(60)
+    http.patch("/crm/v3/objects/contacts/2", {"properties": {"lifecyclestage": "opportunity"}})
+    clock.advance(60)
+    http.patch("/crm/v3/objects/contacts/1", {"properties": {"lifecyclestage": "marketingqualifiedlead"}})
+    clock.advance(60)
+    hubspot_client.crm.contacts.basic_api.merge(PublicMergeInput(primary_object_id="1", object_id_to_merge="2"))
+    assert http.get("/crm/v3/objects/contacts/1", properties=dates).json()["properties"] == {
+        "hs_object_id": "1", "createdate": "2025-01-01T00:00:00Z", "lastmodifieddate": "2026-01-01T00:03:00.000Z",
+        # 2 became an MQL at 00:00 and an opportunity at 00:01; 1 an MQL at 00:02: the survivor keeps the first of
+        # each, not the merge's own time (00:03)
+        "hs_lifecyclestage_marketingqualifiedlead_date": "2026-01-01T00:00:00.000Z",
+        "hs_v2_date_entered_marketingqualifiedlead": "2026-01-01T00:00:00.000Z",
+        "hs_lifecyclestage_opportunity_date": "2026-01-01T00:01:00.000Z",
+        "hs_v2_date_entered_opportunity": "2026-01-01T00:01:00.000Z"}
+
+
 def test_merged_ids_in_loaded_data_resolve(tmp_path, clock):
     state = tmp_path / "m.sqlite3"
     survivor = contact(10)
