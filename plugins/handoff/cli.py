@@ -217,8 +217,15 @@ def cmd_crm_properties(args: argparse.Namespace) -> int:
     from handoff import local_services  # noqa: PLC0415
     from handoff.crm.properties import HANDOFF_PROPERTIES, ensure_properties  # noqa: PLC0415
 
+    from handoff.crm.client import CrmError  # noqa: PLC0415
+
     with local_services.crm_client_for_cli(log=log) as client:
-        created = ensure_properties(client)
+        try:
+            created = ensure_properties(client)
+        except CrmError as exc:
+            raise CliError(f"the CRM refused to read or create a property: {exc} (the private app needs a scope that "
+                           "may write property definitions, e.g. crm.schemas.contacts.write; or create them in "
+                           "HubSpot's settings: docs/crm-sandbox.md lists them)") from None
     wanted = [f"{t}.{d['name']}" for t, defs in HANDOFF_PROPERTIES.items() for d in defs]
     for name in wanted:
         print(f"{name}: {'created' if name in created else 'already there'}")
