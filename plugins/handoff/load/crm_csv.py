@@ -8,7 +8,11 @@ as the API returns them. Contacts get ``propertiesWithHistory.lifecyclestage`` (
 ``lifecycle_stage_history`` export when it is configured and present.
 
 One object = one batch = one transaction, with the checksum ledger: a file whose exact bytes were loaded before
-is skipped (the contacts batch is skipped only when both the contacts file and the history file were). Rows
+is skipped. The contacts batch is skipped only when both the contacts file and the history file were loaded; when
+only one of them is new, only it is claimed in the ledger, and the other is read again: a new contacts export gets
+the unchanged history merged, a new history export re-emits the unchanged contacts with it (raw's latest version
+of each contact, same updated_at and a later _loaded_at, then carries the new history). The file read again adds
+no quarantine rows (the batch that loaded it wrote them) and is not checked against the bad-row share again. Rows
 without an id, with an empty or unparseable last-modified date, an unparseable value in any date column, or the
 wrong number of fields go to ``raw.quarantine``.
 
@@ -71,6 +75,16 @@ class _Rejected(Exception):  # noqa: N818 - internal control flow
 
 class _AlreadyLoaded(Exception):  # noqa: N818
     pass
+
+
+class _AlreadyQuarantined:
+    """The quarantine of a file that is read again beside a new one: its bad rows were quarantined by the batch
+    that loaded it, so here they are only counted."""
+
+    count = 0
+
+    def add(self, line: int | None, ref: str | None, raw: bytes | str | None, reason: str) -> None:
+        self.count += 1
 
 
 def _iso(dt: datetime) -> str:
@@ -202,7 +216,8 @@ def _blank(row: list[str]) -> bool:
     return not row or row == [""]
 
 
-def _read_history(path: Path, mapping: CsvObjectMapping, dates: DateReader, quarantine: batches.Quarantine
+def _read_history(path: Path, mapping: CsvObjectMapping, dates: DateReader,
+                  quarantine: batches.Quarantine | _AlreadyQuarantined
                   ) -> tuple[dict[str, list[dict[str, Any]]], int, int]:
     """The lifecycle-stage history by contact id (newest first), rows read, rows quarantined."""
     history: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -362,8 +377,15 @@ def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapp
     with conn.cursor() as cur:
         known = batches.known_checksums(cur, shas.values())
     conn.commit()
-    if all(sha in known for sha in shas.values()):
+    # the files of this batch not in the ledger yet: only they are claimed. An unchanged file beside a new one is
+    # read again (its bad rows were quarantined by the batch that loaded it, so they are not quarantined twice,
+    # nor counted against crm.csv_max_bad_share again): a new contacts export gets the unchanged history merged,
+    # and a new history export re-emits the unchanged contacts with it, so that raw's latest version of each
+    # contact (same updated_at, later _loaded_at) carries the new history.
+    new = {p: sha for p, sha in shas.items() if sha not in known}
+    if not new:
         return {"status": "skipped", "rows_loaded": 0, "rows_quarantined": 0}
+    batch_sha = new.get(path) or next(iter(new.values()))
     batch_id, started = uuid.uuid4(), batches.now()
     source = str(path)
     reader = DateReader(mapping.dates or dates)
@@ -375,15 +397,20 @@ def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapp
         try:
             with conn.transaction(), conn.cursor() as cur:
                 batches.begin_batch(cur, batch_id, source=source, source_kind=SOURCE_KIND, interval_start=None,
-                                    interval_end=interval_end, started_at=started, sha256=shas[path])
-                for p, sha in shas.items():
+                                    interval_end=interval_end, started_at=started, sha256=batch_sha)
+                for p, sha in new.items():  # False: a concurrent loader claimed it first
                     if not batches.claim_file(cur, sha256=sha, path=p, file_date=None, batch_id=batch_id,
                                               loaded_at=started):
                         raise _AlreadyLoaded
+                contacts_q = quarantine if path in new else _AlreadyQuarantined()
                 history, hist_read, hist_bad = None, 0, 0
                 if hist_path is not None and history_mapping is not None and hist_path in shas:
                     hist_reader = DateReader(history_mapping.dates or dates)
-                    history, hist_read, hist_bad = _read_history(hist_path, history_mapping, hist_reader, quarantine)
+                    history, hist_read, hist_bad = _read_history(
+                        hist_path, history_mapping, hist_reader,
+                        quarantine if hist_path in new else _AlreadyQuarantined())
+                    if hist_path not in new:
+                        hist_read = hist_bad = 0  # loaded (and its share checked) with an earlier batch
                 rows = _rows(path)
                 header = _header(path, rows, mapping)
                 builder = _Builder(mapping, header, history, reader)
@@ -392,30 +419,31 @@ def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapp
                 with cur.copy(stmt) as copy:
                     for line, row, problem in rows:
                         if row is None:
-                            quarantine.add(line, None, None, problem or "unreadable CSV row")
+                            contacts_q.add(line, None, None, problem or "unreadable CSV row")
                             continue
                         if len(row) != len(header):
                             if _blank(row):
                                 continue
-                            quarantine.add(line, None, ",".join(row),
+                            contacts_q.add(line, None, ",".join(row),
                                            f"row has {len(row)} fields, the header has {len(header)}")
                             continue
                         record_id, updated, record = builder.build(row)
                         if not record_id:
-                            quarantine.add(line, None, ",".join(row), f"missing id ({mapping.id_column} is empty)")
+                            contacts_q.add(line, None, ",".join(row), f"missing id ({mapping.id_column} is empty)")
                             continue
                         if isinstance(record, str):
-                            quarantine.add(line, record_id, ",".join(row), record)
+                            contacts_q.add(line, record_id, ",".join(row), record)
                             continue
                         if any("\x00" in cell for cell in row):
-                            quarantine.add(line, record_id, ",".join(row), "NUL character: PostgreSQL cannot store it")
+                            contacts_q.add(line, record_id, ",".join(row), "NUL character: PostgreSQL cannot store it")
                             continue
                         copy.write(prefix + copytext.field(record_id).encode() + b"\t"
                                    + (updated.isoformat().encode() if updated else copytext.NULL_B)
                                    + b"\tf\t" + copytext.escape_bytes(orjson.dumps(record)) + b"\n")
                         loaded += 1
-                obj_bad = quarantine.count - hist_bad
-                problems = [p for p in (_share_problem(path, obj_bad, loaded + obj_bad, max_bad_share),
+                obj_bad = quarantine.count - hist_bad if path in new else 0
+                problems = [p for p in (_share_problem(path, obj_bad, loaded + obj_bad, max_bad_share)
+                                        if path in new else None,
                                         _share_problem(hist_path, hist_bad, hist_read, max_bad_share)
                                         if hist_path is not None else None) if p]
                 if problems:
@@ -431,12 +459,14 @@ def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapp
             batches.record_failed_batch(conn, batch_id, source=source, source_kind=SOURCE_KIND, interval_start=None,
                                         interval_end=interval_end, started_at=started, status="rejected",
                                         error=str(exc), rows_read=loaded + quarantine.count, rows_loaded=0,
-                                        rows_quarantined=quarantine.count, sha256=shas[path])
+                                        rows_quarantined=quarantine.count, sha256=batch_sha)
             raise
         except Exception as exc:
             error = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
-            _record_failure(conn, batch_id, source, interval_end, error[:2000], sha256=shas[path], started=started)
+            _record_failure(conn, batch_id, source, interval_end, error[:2000], sha256=batch_sha, started=started)
             raise
+    if path not in new:
+        log.info("%s: new history export %s: the unchanged contacts re-emitted with it", path, hist_path)
     log.info("%s: %d loaded, %d quarantined", path, loaded, quarantine.count)
     return {"status": "loaded", "batch_id": str(batch_id), "rows_loaded": loaded,
             "rows_quarantined": quarantine.count}
