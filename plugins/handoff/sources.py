@@ -70,9 +70,10 @@ def is_hubspot_date_property(name: str) -> bool:
 class CsvDates:
     """How the date cells of a CSV export are written.
 
-    ``format``: ``iso`` (ISO-8601, or epoch milliseconds; the default), ``day_first`` / ``month_first``
-    (``31/12/2026``, ``12/31/2026``, with ``/``, ``.`` or ``-``, optionally followed by ``HH:MM[:SS]`` or a 12-hour
-    time with AM/PM; ISO-8601 values are accepted too), or an explicit ``strptime`` format (``%d.%m.%Y %H:%M``).
+    ``format``: ``iso`` (ISO-8601, or epoch milliseconds of 12 digits or more; the default), ``day_first`` /
+    ``month_first`` (``31/12/2026``, ``12/31/2026``, with ``/``, ``.`` or ``-``, optionally followed by
+    ``HH:MM[:SS]`` or a 12-hour time with AM/PM; ISO-8601 values are accepted too), or an explicit ``strptime``
+    format (``%d.%m.%Y %H:%M``).
     ``timezone``: the IANA zone of values without an offset (default UTC); values with an offset keep it.
     """
 

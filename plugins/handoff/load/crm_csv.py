@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 SOURCE_KIND = "crm_csv"
 RAW_COLUMNS = ("_batch_id", "_loaded_at", "_source", "record_id", "updated_at", "archived", "record")
 DEFAULT_MAX_BAD_SHARE = 0.01
+EPOCH_MS_MIN_DIGITS = 12  # fewer digits: not epoch milliseconds (12 digits reach back to March 1973)
 csv.field_size_limit(16 << 20)
 
 
@@ -126,7 +127,11 @@ class DateReader:
         dt = self._strptime(text) if self.formats else None
         if dt is None and self.dates.format in ("iso", "day_first", "month_first"):
             try:
-                if text.isdigit() and self.dates.format == "iso":  # epoch milliseconds, as some exports write them
+                if text.isdigit() and self.dates.format == "iso":
+                    # epoch milliseconds, as some exports write them: 12 digits or more (13 from September 2001
+                    # on), so that a compact date such as 20260311 is not read as a moment of 1970-01-01
+                    if len(text) < EPOCH_MS_MIN_DIGITS:
+                        return None
                     return datetime.fromtimestamp(int(text) / 1000, UTC)
                 if text[:4].isdigit() and text[4:5] == "-":  # ISO-8601 is unambiguous, whatever the format
                     dt = datetime.fromisoformat(text)

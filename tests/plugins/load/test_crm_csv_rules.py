@@ -287,3 +287,19 @@ def test_an_unparseable_date_in_any_date_column_quarantines_naming_line_column_a
         (str(tmp_path / "deals.csv"), 4, "3", "unparseable Create Date: 'yesterday'"),
         (str(tmp_path / "deals.csv"), 5, "4", "unparseable Last Modified Date: ''")]
     assert q(wh, "select record->'properties'->>'closedate' from raw.crm_deals") == [("2026-03-31T00:00:00.000Z",)]
+
+
+def test_a_compact_date_in_iso_format_is_quarantined_not_read_as_epoch_milliseconds(wh, tmp_path):
+    write(tmp_path / "deals.csv", ["Record ID", "Create Date", "Close Date", "Last Modified Date"],
+          [["1", "2026-01-01T00:00:00Z", "20260311", "1773238500000"],  # 13 digits: epoch milliseconds
+           ["2", "2026-01-01T00:00:00Z", "", "20260311"],
+           ["3", "100000000000", "", "2026-03-01T00:00:00Z"]])  # 12 digits: epoch ms (1973-03-03)
+    res = load(wh, tmp_path, only(SHIPPED, "deals"), max_bad_share=1.0)
+    assert (res["objects"]["deals"]["rows_loaded"], res["objects"]["deals"]["rows_quarantined"]) == (1, 2)
+    assert q(wh, "select _source, _line, record_ref, reason from raw.quarantine order by _line") == [
+        (str(tmp_path / "deals.csv"), 2, "1", "unparseable Close Date: '20260311'"),
+        (str(tmp_path / "deals.csv"), 3, "2", "unparseable Last Modified Date: '20260311'")]
+    assert q(wh, "select record->>'createdAt' from raw.crm_deals") == [("1973-03-03T09:46:40.000Z",)]
+    reader = crm_csv.DateReader(sources.CsvDates())
+    assert reader.parse("1773238500000") == datetime(2026, 3, 11, 14, 15, tzinfo=UTC)
+    assert [reader.parse(v) for v in ("20260311", "99999999999", "0")] == [None, None, None]
