@@ -14,7 +14,7 @@ crm:
       created_at_column: Create Date
       columns: {First Name: firstname, ...}   # CSV column label -> property (or associations.<object>)
       date_columns: [Renewal Date]  # more date-valued columns (labels) besides HubSpot's known date properties
-      dates: {format: month_first, timezone: America/New_York}   # overrides csv_dates for this object
+      dates: {format: month_first, timezone: America/New_York}   # overrides csv_dates for this object (key by key)
 analytics:
   landing: ${HANDOFF_HOME:-.local}/sample/analytics
   max_bad_share: 0.01
@@ -199,25 +199,29 @@ def _crm(block: Any, where: str) -> CrmSource:
         raise SourcesError(f"{where}.mode must be 'api' or 'csv', got {mode!r}")
     csv_dir = block.get("csv_dir")
     csv_dir_path = expand_path(csv_dir, where=f"{where}.csv_dir") if csv_dir else settings.paths().sample / "crm_csv"
-    mapping = parse_csv_mapping(block.get("csv_mapping") or {}, where=f"{where}.csv_mapping")
+    csv_dates = parse_csv_dates(block.get("csv_dates"), where=f"{where}.csv_dates") or CsvDates()
+    mapping = parse_csv_mapping(block.get("csv_mapping") or {}, where=f"{where}.csv_mapping", dates=csv_dates)
     if mode == "csv" and not mapping:
         raise SourcesError(f"{where}.csv_mapping is required when mode is csv")
     return CrmSource(mode=mode, csv_dir=csv_dir_path, csv_mapping=mapping,
                      csv_max_bad_share=float(_number(block, "csv_max_bad_share", 0.01, where, hi=1)),
-                     csv_dates=parse_csv_dates(block.get("csv_dates"), where=f"{where}.csv_dates") or CsvDates())
+                     csv_dates=csv_dates)
 
 
-def parse_csv_dates(value: Any, *, where: str = "csv_dates") -> CsvDates | None:
-    """``{format: iso | day_first | month_first | <strptime format>, timezone: <IANA zone>}``; None when absent."""
+def parse_csv_dates(value: Any, *, where: str = "csv_dates", base: CsvDates | None = None) -> CsvDates | None:
+    """``{format: iso | day_first | month_first | <strptime format>, timezone: <IANA zone>}``; None when absent.
+    A key not given comes from ``base`` (an object's ``dates:`` inherits ``crm.csv_dates`` key by key), else
+    the default (``iso``, ``UTC``)."""
     if value is None or isinstance(value, CsvDates):
         return value
+    base = base or CsvDates()
     block = _mapping(value, where)
     _no_unknown(block, {"format", "timezone"}, where)
-    fmt = block.get("format", "iso")
+    fmt = block.get("format", base.format)
     if not isinstance(fmt, str) or not (fmt in DATE_FORMATS or "%" in fmt):
         raise SourcesError(f"{where}.format must be one of {', '.join(DATE_FORMATS)} or a strptime format such as "
                            f"'%d.%m.%Y %H:%M', got {fmt!r}")
-    tz = block.get("timezone", "UTC")
+    tz = block.get("timezone", base.timezone)
     try:
         zoneinfo.ZoneInfo(tz)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
@@ -226,7 +230,9 @@ def parse_csv_dates(value: Any, *, where: str = "csv_dates") -> CsvDates | None:
     return CsvDates(format=fmt, timezone=tz)
 
 
-def parse_csv_mapping(block: Any, *, where: str = "csv_mapping") -> dict[str, CsvObjectMapping]:
+def parse_csv_mapping(block: Any, *, where: str = "csv_mapping", dates: CsvDates | None = None
+                      ) -> dict[str, CsvObjectMapping]:
+    """The objects' mappings; ``dates`` is ``crm.csv_dates``, which an object's ``dates:`` inherits key by key."""
     block = _mapping(block, where)
     out: dict[str, CsvObjectMapping] = {}
     for obj, given in block.items():
@@ -271,7 +277,7 @@ def parse_csv_mapping(block: Any, *, where: str = "csv_mapping") -> dict[str, Cs
                                     created_at_column=spec.get("created_at_column"),
                                     columns=dict(columns), top_level=bool(spec.get("top_level", obj == "owners")),
                                     date_columns=tuple(date_columns),
-                                    dates=parse_csv_dates(spec.get("dates"), where=f"{here}.dates"))
+                                    dates=parse_csv_dates(spec.get("dates"), where=f"{here}.dates", base=dates))
     return out
 
 

@@ -142,7 +142,8 @@ class DateReader:
         return dt.replace(tzinfo=self.tz) if dt.tzinfo is None else dt
 
     def _strptime(self, text: str) -> datetime | None:
-        for fmt in (self._last, *self.formats):  # an export writes one format: the last that worked goes first
+        # an export writes one format: the last that worked goes first, then each other format once
+        for fmt in (self._last, *(f for f in self.formats if f != self._last)):
             try:
                 dt = datetime.strptime(text, fmt)
             except ValueError:
@@ -498,8 +499,8 @@ def load_crm_csv(conninfo: str, csv_dir: str | os.PathLike, mapping: Mapping[str
     ``max_bad_share`` and ``dates`` are ``crm.csv_max_bad_share`` and ``crm.csv_dates`` (an object's own
     ``dates:`` wins). Every object is attempted; afterwards ``CsvRejected`` (only rejections) or ``LoadError``
     (a file could not be loaded) is raised naming each file that was not committed."""
-    parsed = sources.parse_csv_mapping(dict(mapping), where="crm.csv_mapping")
     csv_dates = sources.parse_csv_dates(dates, where="crm.csv_dates") or CsvDates()
+    parsed = sources.parse_csv_mapping(dict(mapping), where="crm.csv_mapping", dates=csv_dates)
     csv_dir = Path(os.path.expandvars(os.fspath(csv_dir))).expanduser()
     history = parsed.get(HISTORY_OBJECT)
     summary: dict[str, Any] = {"objects": {}, "rows_loaded": 0, "rows_quarantined": 0}

@@ -303,3 +303,32 @@ def test_a_compact_date_in_iso_format_is_quarantined_not_read_as_epoch_milliseco
     reader = crm_csv.DateReader(sources.CsvDates())
     assert reader.parse("1773238500000") == datetime(2026, 3, 11, 14, 15, tzinfo=UTC)
     assert [reader.parse(v) for v in ("20260311", "99999999999", "0")] == [None, None, None]
+
+
+def test_an_objects_timezone_alone_keeps_the_csv_wide_format(wh, tmp_path):
+    """`dates: {timezone: ...}` on an object changes its zone only: the format stays crm.csv_dates' month_first."""
+    write(tmp_path / "contacts.csv", CONTACTS, US_ROWS)
+    mapping = contacts_mapping(dates={"timezone": "America/New_York"})
+    load(wh, tmp_path, mapping, dates={"format": "month_first", "timezone": "UTC"})
+    assert q(wh, "select record->>'updatedAt', record->>'createdAt' from raw.crm_contacts order by record_id") == [
+        ("2026-03-11T18:05:00.000Z", "2026-03-01T14:00:00.000Z"),  # 14:05 EDT; 09:00 EST
+        ("2026-03-11T18:05:00.000Z", "2026-03-02T14:00:00.000Z")]
+    assert q(wh, "select count(*) from raw.quarantine") == [(0,)]
+
+
+def test_a_value_no_format_reads_is_tried_once_per_format(monkeypatch):
+    tried: list[str] = []
+
+    class Recording(datetime):
+        @classmethod
+        def strptime(cls, text, fmt):
+            tried.append(fmt)
+            return datetime.strptime(text, fmt)
+
+    monkeypatch.setattr(crm_csv, "datetime", Recording)
+    reader = crm_csv.DateReader(sources.CsvDates("day_first"))
+    assert reader.parse("31/12/2026") == datetime(2026, 12, 31, tzinfo=UTC)
+    tried.clear()
+    assert reader.parse("not a date") is None
+    assert sorted(tried) == sorted(reader.formats)  # each format once, the last that worked first
+    assert tried[0] == "%d/%m/%Y"
