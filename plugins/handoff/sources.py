@@ -45,7 +45,8 @@ CRM_OBJECTS = ("owners", "companies", "contacts", "deals", "meetings", "calls", 
 HISTORY_OBJECT = "lifecycle_stage_history"  # a CSV of contact lifecycle-stage changes, merged into contacts
 HISTORY_FIELDS = ("value", "timestamp", "sourceType", "sourceId", "updatedByUserId")
 # HubSpot's date-valued properties that the shipped mappings use: a column mapped to one of these (or to a
-# lifecycle-stage date, hs_lifecyclestage_<stage>_date, or hs_date_entered_/hs_date_exited_<stage>) is parsed as
+# lifecycle-stage date, hs_lifecyclestage_<stage>_date, hs_date_entered_/hs_date_exited_<stage> or their
+# hs_v2_date_entered_/hs_v2_date_exited_<stage> successors) is parsed as
 # a date by the CSV loader, whatever its label (in lifecycle_stage_history: the column mapped to timestamp).
 # Other date columns are named in the object's date_columns.
 HUBSPOT_DATE_PROPERTIES = frozenset({
@@ -53,7 +54,8 @@ HUBSPOT_DATE_PROPERTIES = frozenset({
     "hs_lastactivitydate", "notes_last_updated", "notes_last_contacted", "notes_next_activity_date",
     "hs_last_sales_activity_timestamp", "first_conversion_date", "recent_conversion_date",
     "hs_analytics_first_timestamp", "hs_analytics_last_timestamp"})
-_HUBSPOT_DATE_PATTERN = re.compile(r"hs_lifecyclestage_[a-z0-9_]+_date|hs_date_(?:entered|exited)_[a-z0-9_]+")
+_HUBSPOT_DATE_PATTERN = re.compile(
+    r"hs_lifecyclestage_[a-z0-9_]+_date|hs_(?:v2_)?date_(?:entered|exited)_[a-z0-9_]+")
 DATE_FORMATS = ("iso", "day_first", "month_first")  # or an explicit strptime format (one containing %)
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 

@@ -332,3 +332,20 @@ def test_a_value_no_format_reads_is_tried_once_per_format(monkeypatch):
     assert reader.parse("not a date") is None
     assert sorted(tried) == sorted(reader.formats)  # each format once, the last that worked first
     assert tried[0] == "%d/%m/%Y"
+
+
+def test_a_column_mapped_to_an_hs_v2_stage_date_is_parsed_as_a_date(wh, tmp_path):
+    mapping = contacts_mapping(columns={"Email": "email", "Last Modified Date": "lastmodifieddate",
+                                        "Date entered MQL": "hs_v2_date_entered_marketingqualifiedlead",
+                                        "Date exited MQL": "hs_v2_date_exited_marketingqualifiedlead"})
+    write(tmp_path / "contacts.csv", ["Record ID", "Email", "Last Modified Date", "Date entered MQL",
+                                      "Date exited MQL"],
+          [["101", "a@example.org", "03/11/2026 14:05", "03/05/2026 9:30 AM", "03/10/2026 10:00"],
+           ["102", "b@example.org", "03/11/2026 14:05", "in March", ""]])
+    res = load(wh, tmp_path, mapping, dates={"format": "month_first"}, max_bad_share=1.0)
+    assert (res["objects"]["contacts"]["rows_loaded"], res["objects"]["contacts"]["rows_quarantined"]) == (1, 1)
+    [(props,)] = q(wh, "select record->'properties' from raw.crm_contacts")
+    assert (props["hs_v2_date_entered_marketingqualifiedlead"], props["hs_v2_date_exited_marketingqualifiedlead"]) == (
+        "2026-03-05T09:30:00.000Z", "2026-03-10T10:00:00.000Z")
+    assert q(wh, "select _line, record_ref, reason from raw.quarantine") == [
+        (3, "102", "unparseable Date entered MQL: 'in March'")]

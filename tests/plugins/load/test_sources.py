@@ -91,3 +91,16 @@ def test_an_objects_dates_inherit_crm_csv_dates_key_by_key():
     alone = sources.parse({"crm": {"csv_mapping": {"contacts": {"id_column": "Record ID",
                                                                 "dates": {"timezone": "Europe/Berlin"}}}}})
     assert alone.crm.csv_mapping["contacts"].dates == sources.CsvDates("iso", "Europe/Berlin")
+
+
+@pytest.mark.parametrize(("name", "is_date"), [
+    ("hs_lifecyclestage_marketingqualifiedlead_date", True),
+    ("hs_date_entered_salesqualifiedlead", True), ("hs_date_exited_lead", True),
+    ("hs_v2_date_entered_marketingqualifiedlead", True), ("hs_v2_date_exited_salesqualifiedlead", True),
+    ("hs_v2_date_entered_1234567", True),  # a custom stage's id
+    ("hs_v2_time_in_lead", False), ("hs_v2_date_entered_", False), ("email", False),
+])
+def test_hubspot_stage_date_properties_v1_and_v2(name, is_date):
+    assert sources.is_hubspot_date_property(name) is is_date
+    mapping = sources.parse_csv_mapping({"contacts": {"id_column": "Record ID", "columns": {"Label": name}}})
+    assert mapping["contacts"].is_date_column("Label") is is_date
