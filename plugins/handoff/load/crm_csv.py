@@ -14,7 +14,10 @@ the unchanged history merged, a new history export re-emits the unchanged contac
 of each contact, same updated_at and a later _loaded_at, then carries the new history). The file read again adds
 no quarantine rows (the batch that loaded it wrote them) and is not checked against the bad-row share again. Rows
 without an id, with an empty or unparseable last-modified date, an unparseable value in any date column, or the
-wrong number of fields go to ``raw.quarantine``.
+wrong number of fields go to ``raw.quarantine`` (with ``_source`` the file their ``_line`` is in: the history
+export's rows under the history file). History rows of a contact the contacts export does not have are merged into
+no record: they are counted and logged, and quarantined (reason: the contact id) by the batch that loads the
+history file; being well formed, they do not count against ``crm.csv_max_bad_share``.
 
 Rejection (as the analytics loader): when a file's quarantined/read share exceeds ``crm.csv_max_bad_share``,
 nothing of its batch is committed (no records, no quarantine rows, no ledger row), its ``ops.load_log`` row is
@@ -224,9 +227,11 @@ def _blank(row: list[str]) -> bool:
 
 def _read_history(path: Path, mapping: CsvObjectMapping, dates: DateReader,
                   quarantine: batches.Quarantine | _AlreadyQuarantined
-                  ) -> tuple[dict[str, list[dict[str, Any]]], int, int]:
-    """The lifecycle-stage history by contact id (newest first), rows read, rows quarantined."""
+                  ) -> tuple[dict[str, list[dict[str, Any]]], int, int, dict[str, list[tuple[int, str]]]]:
+    """The lifecycle-stage history by contact id (newest first), rows read, rows quarantined, and the line and
+    text of each contact's history rows (to quarantine those of a contact the contacts export does not have)."""
     history: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    lines: dict[str, list[tuple[int, str]]] = defaultdict(list)
     rows = _rows(path)
     header = _header(path, rows, mapping)
     index = {label: i for i, label in enumerate(header)}
@@ -260,10 +265,12 @@ def _read_history(path: Path, mapping: CsvObjectMapping, dates: DateReader,
         for label, target in mapping.columns.items():
             if label in index:
                 entry[target] = parsed[label] if label in parsed else (row[index[label]] or None)
-        history[row[index[mapping.id_column]].strip()].append(entry)
+        contact_id = row[index[mapping.id_column]].strip()
+        history[contact_id].append(entry)
+        lines[contact_id].append((line, ",".join(row)))
     for entries in history.values():  # newest first, as the API returns them (ISO-8601 UTC sorts as text)
         entries.sort(key=lambda e: e.get("timestamp") or "", reverse=True)
-    return history, read, bad
+    return history, read, bad, lines
 
 
 def _header(path: Path, rows: Iterator, mapping: CsvObjectMapping) -> list[str]:
@@ -398,8 +405,11 @@ def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapp
     table = sql.Identifier("raw", f"crm_{mapping.object_type}")
     prefix = f"{batch_id}\t{started.isoformat()}\t{copytext.field(source)}\t".encode()
     loaded = 0
-    with tempfile.SpooledTemporaryFile(max_size=4 << 20) as qspool:
-        quarantine = batches.Quarantine(batch_id, started, source, qspool)
+    with tempfile.SpooledTemporaryFile(max_size=4 << 20) as qspool, \
+            tempfile.SpooledTemporaryFile(max_size=4 << 20) as hspool:
+        quarantine = batches.Quarantine(batch_id, started, source, qspool)  # the contacts file's rows
+        # the history file's rows: _source is the history file, which their _line refers to
+        hist_quarantine = batches.Quarantine(batch_id, started, str(hist_path or path), hspool)
         try:
             with conn.transaction(), conn.cursor() as cur:
                 batches.begin_batch(cur, batch_id, source=source, source_kind=SOURCE_KIND, interval_start=None,
@@ -409,17 +419,18 @@ def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapp
                                               loaded_at=started):
                         raise _AlreadyLoaded
                 contacts_q = quarantine if path in new else _AlreadyQuarantined()
-                history, hist_read, hist_bad = None, 0, 0
+                history, hist_read, hist_bad, hist_lines = None, 0, 0, {}
                 if hist_path is not None and history_mapping is not None and hist_path in shas:
                     hist_reader = DateReader(history_mapping.dates or dates)
-                    history, hist_read, hist_bad = _read_history(
+                    history, hist_read, hist_bad, hist_lines = _read_history(
                         hist_path, history_mapping, hist_reader,
-                        quarantine if hist_path in new else _AlreadyQuarantined())
+                        hist_quarantine if hist_path in new else _AlreadyQuarantined())
                     if hist_path not in new:
                         hist_read = hist_bad = 0  # loaded (and its share checked) with an earlier batch
                 rows = _rows(path)
                 header = _header(path, rows, mapping)
                 builder = _Builder(mapping, header, history, reader)
+                contact_ids: set[str] = set()  # every id in the contacts file (loaded or quarantined)
                 stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
                     table, sql.SQL(", ").join(map(sql.Identifier, RAW_COLUMNS)))
                 with cur.copy(stmt) as copy:
@@ -434,6 +445,7 @@ def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapp
                                            f"row has {len(row)} fields, the header has {len(header)}")
                             continue
                         record_id, updated, record = builder.build(row)
+                        contact_ids.add(record_id)
                         if not record_id:
                             contacts_q.add(line, None, ",".join(row), f"missing id ({mapping.id_column} is empty)")
                             continue
@@ -447,25 +459,32 @@ def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapp
                                    + (updated.isoformat().encode() if updated else copytext.NULL_B)
                                    + b"\tf\t" + copytext.escape_bytes(orjson.dumps(record)) + b"\n")
                         loaded += 1
-                obj_bad = quarantine.count - hist_bad if path in new else 0
+                obj_bad = quarantine.count if path in new else 0
                 problems = [p for p in (_share_problem(path, obj_bad, loaded + obj_bad, max_bad_share)
                                         if path in new else None,
                                         _share_problem(hist_path, hist_bad, hist_read, max_bad_share)
                                         if hist_path is not None else None) if p]
                 if problems:
-                    raise _Rejected(
-                        f"{'; '.join(problems)}; top reasons: {quarantine.top_reasons()}; first: "
-                        f"{'; '.join(quarantine.examples[:3])} (dates read as {reader.describe()})")
+                    reasons = hist_quarantine.reasons + quarantine.reasons
+                    top = ", ".join(f"{reason} ×{count}" for reason, count in reasons.most_common(3))
+                    examples = [*hist_quarantine.examples, *quarantine.examples][:3]
+                    raise _Rejected(f"{'; '.join(problems)}; top reasons: {top}; first: {'; '.join(examples)} "
+                                    f"(dates read as {reader.describe()})")
+                _orphan_history(hist_path, path, hist_lines, contact_ids,
+                                hist_quarantine if hist_path in new else None)
                 quarantine.copy_into(cur)
-                batches.finish_batch(cur, batch_id, rows_read=loaded + quarantine.count, rows_loaded=loaded,
-                                     rows_quarantined=quarantine.count)
+                hist_quarantine.copy_into(cur)
+                bad = quarantine.count + hist_quarantine.count
+                batches.finish_batch(cur, batch_id, rows_read=loaded + bad, rows_loaded=loaded,
+                                     rows_quarantined=bad)
         except _AlreadyLoaded:
             return {"status": "skipped", "rows_loaded": 0, "rows_quarantined": 0}
         except _Rejected as exc:
+            bad = quarantine.count + hist_quarantine.count
             batches.record_failed_batch(conn, batch_id, source=source, source_kind=SOURCE_KIND, interval_start=None,
                                         interval_end=interval_end, started_at=started, status="rejected",
-                                        error=str(exc), rows_read=loaded + quarantine.count, rows_loaded=0,
-                                        rows_quarantined=quarantine.count, sha256=batch_sha)
+                                        error=str(exc), rows_read=loaded + bad, rows_loaded=0,
+                                        rows_quarantined=bad, sha256=batch_sha)
             raise
         except Exception as exc:
             error = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
@@ -473,9 +492,29 @@ def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapp
             raise
     if path not in new:
         log.info("%s: new history export %s: the unchanged contacts re-emitted with it", path, hist_path)
-    log.info("%s: %d loaded, %d quarantined", path, loaded, quarantine.count)
-    return {"status": "loaded", "batch_id": str(batch_id), "rows_loaded": loaded,
-            "rows_quarantined": quarantine.count}
+    log.info("%s: %d loaded, %d quarantined", path, loaded, bad)
+    return {"status": "loaded", "batch_id": str(batch_id), "rows_loaded": loaded, "rows_quarantined": bad}
+
+
+def _orphan_history(hist_path: Path | None, path: Path, lines: Mapping[str, list[tuple[int, str]]],
+                    contact_ids: set[str], quarantine: batches.Quarantine | None) -> int:
+    """The history rows of contacts the contacts export does not have are merged into no record: count and log
+    them, and quarantine them (reason: the contact id) when the history file is loaded by this batch (``quarantine``
+    is None when it was loaded before: its orphans were quarantined then). They do not count against
+    ``crm.csv_max_bad_share``: the rows themselves are well formed. Returns their number."""
+    orphans = sorted(cid for cid in lines if cid not in contact_ids)
+    count = sum(len(lines[cid]) for cid in orphans)
+    if not count:
+        return 0
+    log.warning("%s: %d history row(s) of %d contact(s) not in %s, merged into no contact%s: %s", hist_path, count,
+                len(orphans), path.name, " (quarantined)" if quarantine is not None else "",
+                ", ".join(orphans[:10]) + (", ..." if len(orphans) > 10 else ""))
+    if quarantine is not None and hist_path is not None:
+        for cid in orphans:
+            for line, raw in lines[cid]:
+                quarantine.add(line, cid, raw, f"{hist_path.name}, contact not in {path.name}: {cid!r}, its history "
+                                               "row merged into no contact")
+    return count
 
 
 def _record_failure(conn: psycopg.Connection, batch_id: uuid.UUID, source: str, interval_end: datetime, error: str,

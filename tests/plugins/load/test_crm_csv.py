@@ -209,3 +209,35 @@ def test_a_new_history_export_beside_unchanged_contacts_is_merged_into_them(wh, 
     assert again["objects"]["contacts"]["status"] == "skipped"
     assert q(wh, "select count(*) from raw.crm_contacts") == [(2,)]
     assert q(wh, "select count(*) from ops.load_log") == [(2,)]
+
+
+def test_history_rows_are_quarantined_under_the_history_file_and_orphans_are_counted(wh, tmp_path, caplog):
+    _contacts_and_history(tmp_path, modified="2026-03-01T10:00:00.000Z", history=[
+        LEAD, MQL, BAD_HISTORY, ["999", "lead", "2026-02-03T09:00:00.000Z", "FORM", ""],
+        ["999", "marketingqualifiedlead", "2026-02-04T09:00:00.000Z", "CRM_UI", ""]])
+    with caplog.at_level("WARNING", logger="handoff.load.crm_csv"):
+        res = crm_csv.load_crm_csv(wh.conninfo("loader"), tmp_path, MAPPING, interval_end=END, max_bad_share=0.5)
+    # 1 bad of 5 history rows (20%) and 1 bad of 2 contact rows (50%): within 0.5; the orphans are not "bad" rows
+    assert res["objects"]["contacts"]["rows_loaded"] == 1
+    assert res["objects"]["contacts"]["rows_quarantined"] == 4
+    contacts, history = str(tmp_path / "contacts.csv"), str(tmp_path / "lifecycle_stage_history.csv")
+    assert q(wh, "select _source, _line, record_ref, reason from raw.quarantine order by _source, _line") == [
+        (contacts, 3, None, "missing id (Record ID is empty)"),
+        (history, 4, None, "lifecycle_stage_history.csv, unparseable Changed At: 'someday'"),
+        (history, 5, "999", "lifecycle_stage_history.csv, contact not in contacts.csv: '999', its history row "
+                            "merged into no contact"),
+        (history, 6, "999", "lifecycle_stage_history.csv, contact not in contacts.csv: '999', its history row "
+                            "merged into no contact")]
+    assert q(wh, "select rows_read, rows_loaded, rows_quarantined from ops.load_log") == [(5, 1, 4)]
+    assert "2 history row(s) of 1 contact(s) not in contacts.csv, merged into no contact (quarantined): 999" in (
+        caplog.text)
+    # a new contacts export beside the unchanged history: the orphans are logged again, not quarantined twice
+    caplog.clear()
+    _contacts_and_history(tmp_path, modified="2026-03-02T10:00:00.000Z", history=[
+        LEAD, MQL, BAD_HISTORY, ["999", "lead", "2026-02-03T09:00:00.000Z", "FORM", ""],
+        ["999", "marketingqualifiedlead", "2026-02-04T09:00:00.000Z", "CRM_UI", ""]])
+    with caplog.at_level("WARNING", logger="handoff.load.crm_csv"):
+        again = crm_csv.load_crm_csv(wh.conninfo("loader"), tmp_path, MAPPING, interval_end=END, max_bad_share=0.5)
+    assert (again["objects"]["contacts"]["rows_loaded"], again["objects"]["contacts"]["rows_quarantined"]) == (1, 1)
+    assert "2 history row(s) of 1 contact(s) not in contacts.csv, merged into no contact: 999" in caplog.text
+    assert q(wh, "select _source, count(*) from raw.quarantine group by 1 order by 1") == [(contacts, 2), (history, 3)]
