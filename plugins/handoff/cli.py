@@ -242,7 +242,7 @@ def cmd_import_history(args: argparse.Namespace) -> int:
     csv_dir = args.csv_dir if args.csv_dir is not None else cfg.crm.csv_dir
     _require_warehouse()
     try:
-        result = history.import_history(warehouse.target(), Path(csv_dir), cfg.crm.csv_mapping,
+        result = history.import_history(warehouse.target(), Path(csv_dir), cfg.crm,
                                         export_date=args.export_date, build=not args.no_build, log=log)
     except history.HistoryImportError as exc:
         raise CliError(str(exc)) from None

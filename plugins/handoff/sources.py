@@ -116,6 +116,11 @@ class CrmSource:
     csv_max_bad_share: float = 0.01
     csv_dates: CsvDates = field(default_factory=CsvDates)
 
+    def csv_load_options(self) -> dict[str, Any]:
+        """The CRM CSV loader's options from this configuration (``load_crm_csv(..., **options)``): the one place
+        the daily run and ``import-history`` both take them from."""
+        return {"max_bad_share": self.csv_max_bad_share, "dates": self.csv_dates}
+
 
 @dataclass(frozen=True)
 class AnalyticsSource:
