@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the latest contact change in the exports)")
     parser.add_argument("--no-build", action="store_true",
                         help="load the exports only; skip the dbt build over the whole history")
+    parser.add_argument("--wait", action="store_true",
+                        help="if a handoff run (or another import) of this HANDOFF_HOME is going on, wait for it to "
+                             "finish instead of stopping")
 
 
 def import_history(tgt, csv_dir: Path, crm: CrmSource, *, export_date: date | None = None, build: bool = True,

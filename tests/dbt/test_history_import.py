@@ -10,6 +10,7 @@ an SQL date and history entry of handoff's own push are not evidence); the histo
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from contextlib import redirect_stdout
 from datetime import UTC, date, datetime
@@ -20,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from handoff import cli, settings, warehouse
+from handoff import airflow_run, cli, settings, warehouse
 from rawfill import drop_dbt_relations, truncate_raw
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "crm_history"
@@ -258,3 +259,25 @@ def test_import_history_reads_dates_and_the_bad_share_from_the_sources_file(wh, 
     assert _rows(wh.conninfo("admin"), "select record_id from raw.crm_contacts order by 1") == [("201",), ("202",)]
     assert _rows(wh.conninfo("admin"), "select _line, record_ref, reason from raw.quarantine") == [
         (4, "203", "unparseable Last Modified Date: '30/06/2026 12:00'")]
+
+
+def test_import_history_takes_the_run_lock(tmp_path, monkeypatch):
+    """import-history rebuilds every model (dbt build --full-refresh): not while a `handoff run` holds the lock."""
+    monkeypatch.setenv("HANDOFF_HOME", str(tmp_path / "home"))  # a lock of this test's own
+    csv_dir = tmp_path / "exports"
+    csv_dir.mkdir()
+    shutil.copy(FIXTURE / "contacts.csv", csv_dir / "contacts.csv")
+
+    def past_the_lock() -> None:  # stop before any warehouse work
+        raise cli.CliError("past the lock")
+
+    monkeypatch.setattr(cli, "_require_warehouse", past_the_lock)
+    with airflow_run.run_lock(date(2026, 6, 30)):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["import-history", "--csv-dir", str(csv_dir), "--no-build"])
+    assert str(exc.value.code).startswith(
+        f"handoff: error: another handoff run for 2026-06-30 (pid {os.getpid()}) is running")
+    # released: the next attempt gets past the lock
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["import-history", "--csv-dir", str(csv_dir), "--no-build"])
+    assert str(exc.value.code) == "handoff: error: past the lock"
