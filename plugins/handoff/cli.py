@@ -239,18 +239,19 @@ def cmd_dbt(args: argparse.Namespace) -> int:
 
 
 def cmd_import_history(args: argparse.Namespace) -> int:
-    from handoff import history, sources, warehouse  # noqa: PLC0415
+    from handoff import airflow_run, history, sources, warehouse  # noqa: PLC0415
 
     try:
         cfg = sources.load(args.sources)
     except sources.SourcesError as exc:
         raise CliError(str(exc)) from None
     csv_dir = args.csv_dir if args.csv_dir is not None else cfg.crm.csv_dir
-    _require_warehouse()
-    try:
-        result = history.import_history(warehouse.target(), Path(csv_dir), cfg.crm.csv_mapping,
-                                        export_date=args.export_date, build=not args.no_build, log=log)
-    except history.HistoryImportError as exc:
+    try:  # the run lock, as `handoff run`: the import's dbt build --full-refresh replaces the tables a run builds
+        with airflow_run.run_lock(args.export_date or datetime.now(UTC).date(), wait=args.wait, log=log):
+            _require_warehouse()
+            result = history.import_history(warehouse.target(), Path(csv_dir), cfg.crm,
+                                            export_date=args.export_date, build=not args.no_build, log=log)
+    except (history.HistoryImportError, airflow_run.RunLocked) as exc:
         raise CliError(str(exc)) from None
     for key, value in result.summary.items():
         print(f"{key}: {value}")

@@ -14,7 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from handoff.sources import CrmSource
 
 
 class HistoryImportError(RuntimeError):
@@ -48,16 +51,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the latest contact change in the exports)")
     parser.add_argument("--no-build", action="store_true",
                         help="load the exports only; skip the dbt build over the whole history")
+    parser.add_argument("--wait", action="store_true",
+                        help="if a handoff run (or another import) of this HANDOFF_HOME is going on, wait for it to "
+                             "finish instead of stopping")
 
 
-def import_history(tgt, csv_dir: Path, mapping: dict, *, export_date: date | None = None, build: bool = True,
+def import_history(tgt, csv_dir: Path, crm: CrmSource, *, export_date: date | None = None, build: bool = True,
                    log: Callable[[str], None] = print) -> ImportResult:
-    """Load the CSV exports in ``csv_dir`` into the warehouse ``tgt`` and rebuild every model over the whole
-    history. Raises ``HistoryImportError`` with a sentence that says what to do."""
+    """Load the CSV exports in ``csv_dir`` into the warehouse ``tgt`` as ``crm`` (the sources file's ``crm:``)
+    maps them — ``csv_mapping``, ``csv_dates`` and ``csv_max_bad_share``, as the daily run reads them — and rebuild
+    every model over the whole history. Raises ``HistoryImportError`` with a sentence that says what to do."""
     from handoff import dbt_runner, funnel  # noqa: PLC0415
     from handoff.load.batches import LoadError  # noqa: PLC0415
     from handoff.load.crm_csv import load_crm_csv  # noqa: PLC0415
 
+    mapping = crm.csv_mapping
     contacts = mapping.get("contacts")
     if not csv_dir.is_dir():
         raise HistoryImportError(f"the CSV folder {csv_dir} does not exist")
@@ -79,7 +87,7 @@ def import_history(tgt, csv_dir: Path, mapping: dict, *, export_date: date | Non
     log(f"loading the CRM exports in {csv_dir}")
     try:
         loaded = load_crm_csv(tgt.conninfo("loader"), csv_dir, mapping,
-                              interval_end=interval_end or datetime.now(UTC))
+                              interval_end=interval_end or datetime.now(UTC), **crm.csv_load_options())
     except LoadError as exc:
         raise HistoryImportError(str(exc)) from None
     for obj, res in loaded["objects"].items():

@@ -50,7 +50,7 @@ def extract_load_crm(interval_start: datetime, interval_end: datetime) -> dict:
         from handoff.load.crm_csv import load_crm_csv  # noqa: PLC0415
 
         return load_crm_csv(loader, cfg.crm.csv_dir, cfg.crm.csv_mapping, interval_end=utc(interval_end),
-                            max_bad_share=cfg.crm.csv_max_bad_share, dates=cfg.crm.csv_dates)
+                            **cfg.crm.csv_load_options())
     from handoff.extract.crm_api import sync_crm  # noqa: PLC0415
 
     with crm_client() as client:

@@ -14,7 +14,7 @@ crm:
       created_at_column: Create Date
       columns: {First Name: firstname, ...}   # CSV column label -> property (or associations.<object>)
       date_columns: [Renewal Date]  # more date-valued columns (labels) besides HubSpot's known date properties
-      dates: {format: month_first, timezone: America/New_York}   # overrides csv_dates for this object
+      dates: {format: month_first, timezone: America/New_York}   # overrides csv_dates for this object (key by key)
 analytics:
   landing: ${HANDOFF_HOME:-.local}/sample/analytics
   max_bad_share: 0.01
@@ -45,7 +45,8 @@ CRM_OBJECTS = ("owners", "companies", "contacts", "deals", "meetings", "calls", 
 HISTORY_OBJECT = "lifecycle_stage_history"  # a CSV of contact lifecycle-stage changes, merged into contacts
 HISTORY_FIELDS = ("value", "timestamp", "sourceType", "sourceId", "updatedByUserId")
 # HubSpot's date-valued properties that the shipped mappings use: a column mapped to one of these (or to a
-# lifecycle-stage date, hs_lifecyclestage_<stage>_date, or hs_date_entered_/hs_date_exited_<stage>) is parsed as
+# lifecycle-stage date, hs_lifecyclestage_<stage>_date, hs_date_entered_/hs_date_exited_<stage> or their
+# hs_v2_date_entered_/hs_v2_date_exited_<stage> successors) is parsed as
 # a date by the CSV loader, whatever its label (in lifecycle_stage_history: the column mapped to timestamp).
 # Other date columns are named in the object's date_columns.
 HUBSPOT_DATE_PROPERTIES = frozenset({
@@ -53,7 +54,8 @@ HUBSPOT_DATE_PROPERTIES = frozenset({
     "hs_lastactivitydate", "notes_last_updated", "notes_last_contacted", "notes_next_activity_date",
     "hs_last_sales_activity_timestamp", "first_conversion_date", "recent_conversion_date",
     "hs_analytics_first_timestamp", "hs_analytics_last_timestamp"})
-_HUBSPOT_DATE_PATTERN = re.compile(r"hs_lifecyclestage_[a-z0-9_]+_date|hs_date_(?:entered|exited)_[a-z0-9_]+")
+_HUBSPOT_DATE_PATTERN = re.compile(
+    r"hs_lifecyclestage_[a-z0-9_]+_date|hs_(?:v2_)?date_(?:entered|exited)_[a-z0-9_]+")
 DATE_FORMATS = ("iso", "day_first", "month_first")  # or an explicit strptime format (one containing %)
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -70,9 +72,10 @@ def is_hubspot_date_property(name: str) -> bool:
 class CsvDates:
     """How the date cells of a CSV export are written.
 
-    ``format``: ``iso`` (ISO-8601, or epoch milliseconds; the default), ``day_first`` / ``month_first``
-    (``31/12/2026``, ``12/31/2026``, with ``/``, ``.`` or ``-``, optionally followed by ``HH:MM[:SS]`` or a 12-hour
-    time with AM/PM; ISO-8601 values are accepted too), or an explicit ``strptime`` format (``%d.%m.%Y %H:%M``).
+    ``format``: ``iso`` (ISO-8601, or epoch milliseconds of 12 digits or more; the default), ``day_first`` /
+    ``month_first`` (``31/12/2026``, ``12/31/2026``, with ``/``, ``.`` or ``-``, optionally followed by
+    ``HH:MM[:SS]`` or a 12-hour time with AM/PM; ISO-8601 values are accepted too), or an explicit ``strptime``
+    format (``%d.%m.%Y %H:%M``).
     ``timezone``: the IANA zone of values without an offset (default UTC); values with an offset keep it.
     """
 
@@ -112,6 +115,11 @@ class CrmSource:
     csv_mapping: dict[str, CsvObjectMapping] = field(default_factory=dict)
     csv_max_bad_share: float = 0.01
     csv_dates: CsvDates = field(default_factory=CsvDates)
+
+    def csv_load_options(self) -> dict[str, Any]:
+        """The CRM CSV loader's options from this configuration (``load_crm_csv(..., **options)``): the one place
+        the daily run and ``import-history`` both take them from."""
+        return {"max_bad_share": self.csv_max_bad_share, "dates": self.csv_dates}
 
 
 @dataclass(frozen=True)
@@ -198,25 +206,29 @@ def _crm(block: Any, where: str) -> CrmSource:
         raise SourcesError(f"{where}.mode must be 'api' or 'csv', got {mode!r}")
     csv_dir = block.get("csv_dir")
     csv_dir_path = expand_path(csv_dir, where=f"{where}.csv_dir") if csv_dir else settings.paths().sample / "crm_csv"
-    mapping = parse_csv_mapping(block.get("csv_mapping") or {}, where=f"{where}.csv_mapping")
+    csv_dates = parse_csv_dates(block.get("csv_dates"), where=f"{where}.csv_dates") or CsvDates()
+    mapping = parse_csv_mapping(block.get("csv_mapping") or {}, where=f"{where}.csv_mapping", dates=csv_dates)
     if mode == "csv" and not mapping:
         raise SourcesError(f"{where}.csv_mapping is required when mode is csv")
     return CrmSource(mode=mode, csv_dir=csv_dir_path, csv_mapping=mapping,
                      csv_max_bad_share=float(_number(block, "csv_max_bad_share", 0.01, where, hi=1)),
-                     csv_dates=parse_csv_dates(block.get("csv_dates"), where=f"{where}.csv_dates") or CsvDates())
+                     csv_dates=csv_dates)
 
 
-def parse_csv_dates(value: Any, *, where: str = "csv_dates") -> CsvDates | None:
-    """``{format: iso | day_first | month_first | <strptime format>, timezone: <IANA zone>}``; None when absent."""
+def parse_csv_dates(value: Any, *, where: str = "csv_dates", base: CsvDates | None = None) -> CsvDates | None:
+    """``{format: iso | day_first | month_first | <strptime format>, timezone: <IANA zone>}``; None when absent.
+    A key not given comes from ``base`` (an object's ``dates:`` inherits ``crm.csv_dates`` key by key), else
+    the default (``iso``, ``UTC``)."""
     if value is None or isinstance(value, CsvDates):
         return value
+    base = base or CsvDates()
     block = _mapping(value, where)
     _no_unknown(block, {"format", "timezone"}, where)
-    fmt = block.get("format", "iso")
+    fmt = block.get("format", base.format)
     if not isinstance(fmt, str) or not (fmt in DATE_FORMATS or "%" in fmt):
         raise SourcesError(f"{where}.format must be one of {', '.join(DATE_FORMATS)} or a strptime format such as "
                            f"'%d.%m.%Y %H:%M', got {fmt!r}")
-    tz = block.get("timezone", "UTC")
+    tz = block.get("timezone", base.timezone)
     try:
         zoneinfo.ZoneInfo(tz)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
@@ -225,7 +237,9 @@ def parse_csv_dates(value: Any, *, where: str = "csv_dates") -> CsvDates | None:
     return CsvDates(format=fmt, timezone=tz)
 
 
-def parse_csv_mapping(block: Any, *, where: str = "csv_mapping") -> dict[str, CsvObjectMapping]:
+def parse_csv_mapping(block: Any, *, where: str = "csv_mapping", dates: CsvDates | None = None
+                      ) -> dict[str, CsvObjectMapping]:
+    """The objects' mappings; ``dates`` is ``crm.csv_dates``, which an object's ``dates:`` inherits key by key."""
     block = _mapping(block, where)
     out: dict[str, CsvObjectMapping] = {}
     for obj, given in block.items():
@@ -270,7 +284,7 @@ def parse_csv_mapping(block: Any, *, where: str = "csv_mapping") -> dict[str, Cs
                                     created_at_column=spec.get("created_at_column"),
                                     columns=dict(columns), top_level=bool(spec.get("top_level", obj == "owners")),
                                     date_columns=tuple(date_columns),
-                                    dates=parse_csv_dates(spec.get("dates"), where=f"{here}.dates"))
+                                    dates=parse_csv_dates(spec.get("dates"), where=f"{here}.dates", base=dates))
     return out
 
 

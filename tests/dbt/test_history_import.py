@@ -10,6 +10,7 @@ an SQL date and history entry of handoff's own push are not evidence); the histo
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from contextlib import redirect_stdout
 from datetime import UTC, date, datetime
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from handoff import cli, warehouse
+import yaml
+from handoff import airflow_run, cli, settings, warehouse
 from rawfill import drop_dbt_relations, truncate_raw
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "crm_history"
@@ -210,3 +212,72 @@ def test_import_history_has_help(capsys):
     out = capsys.readouterr().out
     for option in ("--csv-dir", "--sources", "--export-date", "--no-build"):
         assert option in out
+
+
+def _us_sources(tmp_path: Path, **crm) -> Path:
+    """The shipped sources file with crm: changed as given (month-first dates and so on)."""
+    data = yaml.safe_load((settings.REPO_ROOT / "config" / "sources.yml").read_text())
+    data["crm"].update(crm)
+    path = tmp_path / "sources.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _us_export(csv_dir: Path) -> None:
+    csv_dir.mkdir()
+    (csv_dir / "contacts.csv").write_text(
+        "Record ID,Create Date,Last Modified Date,Lifecycle Stage,Became a Marketing Qualified Lead Date\n"
+        "201,01/03/2026 09:00,06/30/2026 12:00,Marketing Qualified Lead,01/05/2026 10:00 AM\n"
+        "202,02/01/2026 09:00,06/30/2026 12:00,Lead,\n"
+        "203,02/02/2026 09:00,30/06/2026 12:00,Lead,\n")  # day first: not a month-first date
+    (csv_dir / "lifecycle_stage_history.csv").write_text(
+        "Contact ID,Lifecycle Stage,Changed At,Source Type,Changed By User ID\n"
+        "201,Marketing Qualified Lead,01/05/2026 10:00,CRM_UI,7\n")
+
+
+def test_import_history_reads_dates_and_the_bad_share_from_the_sources_file(wh, tmp_path, monkeypatch):
+    """crm.csv_dates and crm.csv_max_bad_share apply to import-history as they do to the daily run."""
+    monkeypatch.setattr(warehouse, "target", lambda: wh)
+    csv_dir = tmp_path / "exports"
+    _us_export(csv_dir)
+    # 1 bad row of 3: above the default 1% the file is rejected, nothing loaded or ledgered
+    strict = _us_sources(tmp_path, csv_dates={"format": "month_first", "timezone": "America/New_York"})
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["import-history", "--csv-dir", str(csv_dir), "--sources", str(strict), "--no-build"])
+    assert "contacts.csv: 1 of 3 rows bad (33.33% > crm.csv_max_bad_share 1.00%)" in str(exc.value.code)
+    assert "unparseable Last Modified Date: '30/06/2026 12:00'" in str(exc.value.code)
+    assert _rows(wh.conninfo("admin"), "select count(*) from raw.crm_contacts") == [(0,)]
+    # the share raised in the sources file: the month-first dates load, in New York time, as ISO-8601 UTC
+    lenient = _us_sources(tmp_path, csv_dates={"format": "month_first", "timezone": "America/New_York"},
+                          csv_max_bad_share=0.5)
+    assert cli.main(["import-history", "--csv-dir", str(csv_dir), "--sources", str(lenient), "--no-build"]) == 0
+    [(record,)] = _rows(wh.conninfo("admin"), "select record from raw.crm_contacts where record_id = '201'")
+    assert record["createdAt"] == "2026-01-03T14:00:00.000Z"
+    assert record["updatedAt"] == "2026-06-30T16:00:00.000Z"
+    assert record["properties"]["hs_lifecyclestage_marketingqualifiedlead_date"] == "2026-01-05T15:00:00.000Z"
+    assert record["propertiesWithHistory"]["lifecyclestage"][0]["timestamp"] == "2026-01-05T15:00:00.000Z"
+    assert _rows(wh.conninfo("admin"), "select record_id from raw.crm_contacts order by 1") == [("201",), ("202",)]
+    assert _rows(wh.conninfo("admin"), "select _line, record_ref, reason from raw.quarantine") == [
+        (4, "203", "unparseable Last Modified Date: '30/06/2026 12:00'")]
+
+
+def test_import_history_takes_the_run_lock(tmp_path, monkeypatch):
+    """import-history rebuilds every model (dbt build --full-refresh): not while a `handoff run` holds the lock."""
+    monkeypatch.setenv("HANDOFF_HOME", str(tmp_path / "home"))  # a lock of this test's own
+    csv_dir = tmp_path / "exports"
+    csv_dir.mkdir()
+    shutil.copy(FIXTURE / "contacts.csv", csv_dir / "contacts.csv")
+
+    def past_the_lock() -> None:  # stop before any warehouse work
+        raise cli.CliError("past the lock")
+
+    monkeypatch.setattr(cli, "_require_warehouse", past_the_lock)
+    with airflow_run.run_lock(date(2026, 6, 30)):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["import-history", "--csv-dir", str(csv_dir), "--no-build"])
+    assert str(exc.value.code).startswith(
+        f"handoff: error: another handoff run for 2026-06-30 (pid {os.getpid()}) is running")
+    # released: the next attempt gets past the lock
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["import-history", "--csv-dir", str(csv_dir), "--no-build"])
+    assert str(exc.value.code) == "handoff: error: past the lock"

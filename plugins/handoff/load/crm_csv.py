@@ -8,9 +8,16 @@ as the API returns them. Contacts get ``propertiesWithHistory.lifecyclestage`` (
 ``lifecycle_stage_history`` export when it is configured and present.
 
 One object = one batch = one transaction, with the checksum ledger: a file whose exact bytes were loaded before
-is skipped (the contacts batch is skipped only when both the contacts file and the history file were). Rows
+is skipped. The contacts batch is skipped only when both the contacts file and the history file were loaded; when
+only one of them is new, only it is claimed in the ledger, and the other is read again: a new contacts export gets
+the unchanged history merged, a new history export re-emits the unchanged contacts with it (raw's latest version
+of each contact, same updated_at and a later _loaded_at, then carries the new history). The file read again adds
+no quarantine rows (the batch that loaded it wrote them) and is not checked against the bad-row share again. Rows
 without an id, with an empty or unparseable last-modified date, an unparseable value in any date column, or the
-wrong number of fields go to ``raw.quarantine``.
+wrong number of fields go to ``raw.quarantine`` (with ``_source`` the file their ``_line`` is in: the history
+export's rows under the history file). History rows of a contact the contacts export does not have are merged into
+no record: they are counted and logged, and quarantined (reason: the contact id) by the batch that loads the
+history file; being well formed, they do not count against ``crm.csv_max_bad_share``.
 
 Rejection (as the analytics loader): when a file's quarantined/read share exceeds ``crm.csv_max_bad_share``,
 nothing of its batch is committed (no records, no quarantine rows, no ledger row), its ``ops.load_log`` row is
@@ -57,6 +64,7 @@ log = logging.getLogger(__name__)
 SOURCE_KIND = "crm_csv"
 RAW_COLUMNS = ("_batch_id", "_loaded_at", "_source", "record_id", "updated_at", "archived", "record")
 DEFAULT_MAX_BAD_SHARE = 0.01
+EPOCH_MS_MIN_DIGITS = 12  # fewer digits: not epoch milliseconds (12 digits reach back to March 1973)
 csv.field_size_limit(16 << 20)
 
 
@@ -71,6 +79,16 @@ class _Rejected(Exception):  # noqa: N818 - internal control flow
 
 class _AlreadyLoaded(Exception):  # noqa: N818
     pass
+
+
+class _AlreadyQuarantined:
+    """The quarantine of a file that is read again beside a new one: its bad rows were quarantined by the batch
+    that loaded it, so here they are only counted."""
+
+    count = 0
+
+    def add(self, line: int | None, ref: str | None, raw: bytes | str | None, reason: str) -> None:
+        self.count += 1
 
 
 def _iso(dt: datetime) -> str:
@@ -112,7 +130,11 @@ class DateReader:
         dt = self._strptime(text) if self.formats else None
         if dt is None and self.dates.format in ("iso", "day_first", "month_first"):
             try:
-                if text.isdigit() and self.dates.format == "iso":  # epoch milliseconds, as some exports write them
+                if text.isdigit() and self.dates.format == "iso":
+                    # epoch milliseconds, as some exports write them: 12 digits or more (13 from September 2001
+                    # on), so that a compact date such as 20260311 is not read as a moment of 1970-01-01
+                    if len(text) < EPOCH_MS_MIN_DIGITS:
+                        return None
                     return datetime.fromtimestamp(int(text) / 1000, UTC)
                 if text[:4].isdigit() and text[4:5] == "-":  # ISO-8601 is unambiguous, whatever the format
                     dt = datetime.fromisoformat(text)
@@ -123,7 +145,8 @@ class DateReader:
         return dt.replace(tzinfo=self.tz) if dt.tzinfo is None else dt
 
     def _strptime(self, text: str) -> datetime | None:
-        for fmt in (self._last, *self.formats):  # an export writes one format: the last that worked goes first
+        # an export writes one format: the last that worked goes first, then each other format once
+        for fmt in (self._last, *(f for f in self.formats if f != self._last)):
             try:
                 dt = datetime.strptime(text, fmt)
             except ValueError:
@@ -202,10 +225,13 @@ def _blank(row: list[str]) -> bool:
     return not row or row == [""]
 
 
-def _read_history(path: Path, mapping: CsvObjectMapping, dates: DateReader, quarantine: batches.Quarantine
-                  ) -> tuple[dict[str, list[dict[str, Any]]], int, int]:
-    """The lifecycle-stage history by contact id (newest first), rows read, rows quarantined."""
+def _read_history(path: Path, mapping: CsvObjectMapping, dates: DateReader,
+                  quarantine: batches.Quarantine | _AlreadyQuarantined
+                  ) -> tuple[dict[str, list[dict[str, Any]]], int, int, dict[str, list[tuple[int, str]]]]:
+    """The lifecycle-stage history by contact id (newest first), rows read, rows quarantined, and the line and
+    text of each contact's history rows (to quarantine those of a contact the contacts export does not have)."""
     history: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    lines: dict[str, list[tuple[int, str]]] = defaultdict(list)
     rows = _rows(path)
     header = _header(path, rows, mapping)
     index = {label: i for i, label in enumerate(header)}
@@ -239,10 +265,12 @@ def _read_history(path: Path, mapping: CsvObjectMapping, dates: DateReader, quar
         for label, target in mapping.columns.items():
             if label in index:
                 entry[target] = parsed[label] if label in parsed else (row[index[label]] or None)
-        history[row[index[mapping.id_column]].strip()].append(entry)
+        contact_id = row[index[mapping.id_column]].strip()
+        history[contact_id].append(entry)
+        lines[contact_id].append((line, ",".join(row)))
     for entries in history.values():  # newest first, as the API returns them (ISO-8601 UTC sorts as text)
         entries.sort(key=lambda e: e.get("timestamp") or "", reverse=True)
-    return history, read, bad
+    return history, read, bad, lines
 
 
 def _header(path: Path, rows: Iterator, mapping: CsvObjectMapping) -> list[str]:
@@ -362,84 +390,131 @@ def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapp
     with conn.cursor() as cur:
         known = batches.known_checksums(cur, shas.values())
     conn.commit()
-    if all(sha in known for sha in shas.values()):
+    # the files of this batch not in the ledger yet: only they are claimed. An unchanged file beside a new one is
+    # read again (its bad rows were quarantined by the batch that loaded it, so they are not quarantined twice,
+    # nor counted against crm.csv_max_bad_share again): a new contacts export gets the unchanged history merged,
+    # and a new history export re-emits the unchanged contacts with it, so that raw's latest version of each
+    # contact (same updated_at, later _loaded_at) carries the new history.
+    new = {p: sha for p, sha in shas.items() if sha not in known}
+    if not new:
         return {"status": "skipped", "rows_loaded": 0, "rows_quarantined": 0}
+    batch_sha = new.get(path) or next(iter(new.values()))
     batch_id, started = uuid.uuid4(), batches.now()
     source = str(path)
     reader = DateReader(mapping.dates or dates)
     table = sql.Identifier("raw", f"crm_{mapping.object_type}")
     prefix = f"{batch_id}\t{started.isoformat()}\t{copytext.field(source)}\t".encode()
     loaded = 0
-    with tempfile.SpooledTemporaryFile(max_size=4 << 20) as qspool:
-        quarantine = batches.Quarantine(batch_id, started, source, qspool)
+    with tempfile.SpooledTemporaryFile(max_size=4 << 20) as qspool, \
+            tempfile.SpooledTemporaryFile(max_size=4 << 20) as hspool:
+        quarantine = batches.Quarantine(batch_id, started, source, qspool)  # the contacts file's rows
+        # the history file's rows: _source is the history file, which their _line refers to
+        hist_quarantine = batches.Quarantine(batch_id, started, str(hist_path or path), hspool)
         try:
             with conn.transaction(), conn.cursor() as cur:
                 batches.begin_batch(cur, batch_id, source=source, source_kind=SOURCE_KIND, interval_start=None,
-                                    interval_end=interval_end, started_at=started, sha256=shas[path])
-                for p, sha in shas.items():
+                                    interval_end=interval_end, started_at=started, sha256=batch_sha)
+                for p, sha in new.items():  # False: a concurrent loader claimed it first
                     if not batches.claim_file(cur, sha256=sha, path=p, file_date=None, batch_id=batch_id,
                                               loaded_at=started):
                         raise _AlreadyLoaded
-                history, hist_read, hist_bad = None, 0, 0
+                contacts_q = quarantine if path in new else _AlreadyQuarantined()
+                history, hist_read, hist_bad, hist_lines = None, 0, 0, {}
                 if hist_path is not None and history_mapping is not None and hist_path in shas:
                     hist_reader = DateReader(history_mapping.dates or dates)
-                    history, hist_read, hist_bad = _read_history(hist_path, history_mapping, hist_reader, quarantine)
+                    history, hist_read, hist_bad, hist_lines = _read_history(
+                        hist_path, history_mapping, hist_reader,
+                        hist_quarantine if hist_path in new else _AlreadyQuarantined())
+                    if hist_path not in new:
+                        hist_read = hist_bad = 0  # loaded (and its share checked) with an earlier batch
                 rows = _rows(path)
                 header = _header(path, rows, mapping)
                 builder = _Builder(mapping, header, history, reader)
+                contact_ids: set[str] = set()  # every id in the contacts file (loaded or quarantined)
                 stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
                     table, sql.SQL(", ").join(map(sql.Identifier, RAW_COLUMNS)))
                 with cur.copy(stmt) as copy:
                     for line, row, problem in rows:
                         if row is None:
-                            quarantine.add(line, None, None, problem or "unreadable CSV row")
+                            contacts_q.add(line, None, None, problem or "unreadable CSV row")
                             continue
                         if len(row) != len(header):
                             if _blank(row):
                                 continue
-                            quarantine.add(line, None, ",".join(row),
+                            contacts_q.add(line, None, ",".join(row),
                                            f"row has {len(row)} fields, the header has {len(header)}")
                             continue
                         record_id, updated, record = builder.build(row)
+                        contact_ids.add(record_id)
                         if not record_id:
-                            quarantine.add(line, None, ",".join(row), f"missing id ({mapping.id_column} is empty)")
+                            contacts_q.add(line, None, ",".join(row), f"missing id ({mapping.id_column} is empty)")
                             continue
                         if isinstance(record, str):
-                            quarantine.add(line, record_id, ",".join(row), record)
+                            contacts_q.add(line, record_id, ",".join(row), record)
                             continue
                         if any("\x00" in cell for cell in row):
-                            quarantine.add(line, record_id, ",".join(row), "NUL character: PostgreSQL cannot store it")
+                            contacts_q.add(line, record_id, ",".join(row), "NUL character: PostgreSQL cannot store it")
                             continue
                         copy.write(prefix + copytext.field(record_id).encode() + b"\t"
                                    + (updated.isoformat().encode() if updated else copytext.NULL_B)
                                    + b"\tf\t" + copytext.escape_bytes(orjson.dumps(record)) + b"\n")
                         loaded += 1
-                obj_bad = quarantine.count - hist_bad
-                problems = [p for p in (_share_problem(path, obj_bad, loaded + obj_bad, max_bad_share),
+                obj_bad = quarantine.count if path in new else 0
+                problems = [p for p in (_share_problem(path, obj_bad, loaded + obj_bad, max_bad_share)
+                                        if path in new else None,
                                         _share_problem(hist_path, hist_bad, hist_read, max_bad_share)
                                         if hist_path is not None else None) if p]
                 if problems:
-                    raise _Rejected(
-                        f"{'; '.join(problems)}; top reasons: {quarantine.top_reasons()}; first: "
-                        f"{'; '.join(quarantine.examples[:3])} (dates read as {reader.describe()})")
+                    reasons = hist_quarantine.reasons + quarantine.reasons
+                    top = ", ".join(f"{reason} ×{count}" for reason, count in reasons.most_common(3))
+                    examples = [*hist_quarantine.examples, *quarantine.examples][:3]
+                    raise _Rejected(f"{'; '.join(problems)}; top reasons: {top}; first: {'; '.join(examples)} "
+                                    f"(dates read as {reader.describe()})")
+                _orphan_history(hist_path, path, hist_lines, contact_ids,
+                                hist_quarantine if hist_path in new else None)
                 quarantine.copy_into(cur)
-                batches.finish_batch(cur, batch_id, rows_read=loaded + quarantine.count, rows_loaded=loaded,
-                                     rows_quarantined=quarantine.count)
+                hist_quarantine.copy_into(cur)
+                bad = quarantine.count + hist_quarantine.count
+                batches.finish_batch(cur, batch_id, rows_read=loaded + bad, rows_loaded=loaded,
+                                     rows_quarantined=bad)
         except _AlreadyLoaded:
             return {"status": "skipped", "rows_loaded": 0, "rows_quarantined": 0}
         except _Rejected as exc:
+            bad = quarantine.count + hist_quarantine.count
             batches.record_failed_batch(conn, batch_id, source=source, source_kind=SOURCE_KIND, interval_start=None,
                                         interval_end=interval_end, started_at=started, status="rejected",
-                                        error=str(exc), rows_read=loaded + quarantine.count, rows_loaded=0,
-                                        rows_quarantined=quarantine.count, sha256=shas[path])
+                                        error=str(exc), rows_read=loaded + bad, rows_loaded=0,
+                                        rows_quarantined=bad, sha256=batch_sha)
             raise
         except Exception as exc:
             error = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
-            _record_failure(conn, batch_id, source, interval_end, error[:2000], sha256=shas[path], started=started)
+            _record_failure(conn, batch_id, source, interval_end, error[:2000], sha256=batch_sha, started=started)
             raise
-    log.info("%s: %d loaded, %d quarantined", path, loaded, quarantine.count)
-    return {"status": "loaded", "batch_id": str(batch_id), "rows_loaded": loaded,
-            "rows_quarantined": quarantine.count}
+    if path not in new:
+        log.info("%s: new history export %s: the unchanged contacts re-emitted with it", path, hist_path)
+    log.info("%s: %d loaded, %d quarantined", path, loaded, bad)
+    return {"status": "loaded", "batch_id": str(batch_id), "rows_loaded": loaded, "rows_quarantined": bad}
+
+
+def _orphan_history(hist_path: Path | None, path: Path, lines: Mapping[str, list[tuple[int, str]]],
+                    contact_ids: set[str], quarantine: batches.Quarantine | None) -> int:
+    """The history rows of contacts the contacts export does not have are merged into no record: count and log
+    them, and quarantine them (reason: the contact id) when the history file is loaded by this batch (``quarantine``
+    is None when it was loaded before: its orphans were quarantined then). They do not count against
+    ``crm.csv_max_bad_share``: the rows themselves are well formed. Returns their number."""
+    orphans = sorted(cid for cid in lines if cid not in contact_ids)
+    count = sum(len(lines[cid]) for cid in orphans)
+    if not count:
+        return 0
+    log.warning("%s: %d history row(s) of %d contact(s) not in %s, merged into no contact%s: %s", hist_path, count,
+                len(orphans), path.name, " (quarantined)" if quarantine is not None else "",
+                ", ".join(orphans[:10]) + (", ..." if len(orphans) > 10 else ""))
+    if quarantine is not None and hist_path is not None:
+        for cid in orphans:
+            for line, raw in lines[cid]:
+                quarantine.add(line, cid, raw, f"{hist_path.name}, contact not in {path.name}: {cid!r}, its history "
+                                               "row merged into no contact")
+    return count
 
 
 def _record_failure(conn: psycopg.Connection, batch_id: uuid.UUID, source: str, interval_end: datetime, error: str,
@@ -463,8 +538,8 @@ def load_crm_csv(conninfo: str, csv_dir: str | os.PathLike, mapping: Mapping[str
     ``max_bad_share`` and ``dates`` are ``crm.csv_max_bad_share`` and ``crm.csv_dates`` (an object's own
     ``dates:`` wins). Every object is attempted; afterwards ``CsvRejected`` (only rejections) or ``LoadError``
     (a file could not be loaded) is raised naming each file that was not committed."""
-    parsed = sources.parse_csv_mapping(dict(mapping), where="crm.csv_mapping")
     csv_dates = sources.parse_csv_dates(dates, where="crm.csv_dates") or CsvDates()
+    parsed = sources.parse_csv_mapping(dict(mapping), where="crm.csv_mapping", dates=csv_dates)
     csv_dir = Path(os.path.expandvars(os.fspath(csv_dir))).expanduser()
     history = parsed.get(HISTORY_OBJECT)
     summary: dict[str, Any] = {"objects": {}, "rows_loaded": 0, "rows_quarantined": 0}

@@ -287,3 +287,65 @@ def test_an_unparseable_date_in_any_date_column_quarantines_naming_line_column_a
         (str(tmp_path / "deals.csv"), 4, "3", "unparseable Create Date: 'yesterday'"),
         (str(tmp_path / "deals.csv"), 5, "4", "unparseable Last Modified Date: ''")]
     assert q(wh, "select record->'properties'->>'closedate' from raw.crm_deals") == [("2026-03-31T00:00:00.000Z",)]
+
+
+def test_a_compact_date_in_iso_format_is_quarantined_not_read_as_epoch_milliseconds(wh, tmp_path):
+    write(tmp_path / "deals.csv", ["Record ID", "Create Date", "Close Date", "Last Modified Date"],
+          [["1", "2026-01-01T00:00:00Z", "20260311", "1773238500000"],  # 13 digits: epoch milliseconds
+           ["2", "2026-01-01T00:00:00Z", "", "20260311"],
+           ["3", "100000000000", "", "2026-03-01T00:00:00Z"]])  # 12 digits: epoch ms (1973-03-03)
+    res = load(wh, tmp_path, only(SHIPPED, "deals"), max_bad_share=1.0)
+    assert (res["objects"]["deals"]["rows_loaded"], res["objects"]["deals"]["rows_quarantined"]) == (1, 2)
+    assert q(wh, "select _source, _line, record_ref, reason from raw.quarantine order by _line") == [
+        (str(tmp_path / "deals.csv"), 2, "1", "unparseable Close Date: '20260311'"),
+        (str(tmp_path / "deals.csv"), 3, "2", "unparseable Last Modified Date: '20260311'")]
+    assert q(wh, "select record->>'createdAt' from raw.crm_deals") == [("1973-03-03T09:46:40.000Z",)]
+    reader = crm_csv.DateReader(sources.CsvDates())
+    assert reader.parse("1773238500000") == datetime(2026, 3, 11, 14, 15, tzinfo=UTC)
+    assert [reader.parse(v) for v in ("20260311", "99999999999", "0")] == [None, None, None]
+
+
+def test_an_objects_timezone_alone_keeps_the_csv_wide_format(wh, tmp_path):
+    """`dates: {timezone: ...}` on an object changes its zone only: the format stays crm.csv_dates' month_first."""
+    write(tmp_path / "contacts.csv", CONTACTS, US_ROWS)
+    mapping = contacts_mapping(dates={"timezone": "America/New_York"})
+    load(wh, tmp_path, mapping, dates={"format": "month_first", "timezone": "UTC"})
+    assert q(wh, "select record->>'updatedAt', record->>'createdAt' from raw.crm_contacts order by record_id") == [
+        ("2026-03-11T18:05:00.000Z", "2026-03-01T14:00:00.000Z"),  # 14:05 EDT; 09:00 EST
+        ("2026-03-11T18:05:00.000Z", "2026-03-02T14:00:00.000Z")]
+    assert q(wh, "select count(*) from raw.quarantine") == [(0,)]
+
+
+def test_a_value_no_format_reads_is_tried_once_per_format(monkeypatch):
+    tried: list[str] = []
+
+    class Recording(datetime):
+        @classmethod
+        def strptime(cls, text, fmt):
+            tried.append(fmt)
+            return datetime.strptime(text, fmt)
+
+    monkeypatch.setattr(crm_csv, "datetime", Recording)
+    reader = crm_csv.DateReader(sources.CsvDates("day_first"))
+    assert reader.parse("31/12/2026") == datetime(2026, 12, 31, tzinfo=UTC)
+    tried.clear()
+    assert reader.parse("not a date") is None
+    assert sorted(tried) == sorted(reader.formats)  # each format once, the last that worked first
+    assert tried[0] == "%d/%m/%Y"
+
+
+def test_a_column_mapped_to_an_hs_v2_stage_date_is_parsed_as_a_date(wh, tmp_path):
+    mapping = contacts_mapping(columns={"Email": "email", "Last Modified Date": "lastmodifieddate",
+                                        "Date entered MQL": "hs_v2_date_entered_marketingqualifiedlead",
+                                        "Date exited MQL": "hs_v2_date_exited_marketingqualifiedlead"})
+    write(tmp_path / "contacts.csv", ["Record ID", "Email", "Last Modified Date", "Date entered MQL",
+                                      "Date exited MQL"],
+          [["101", "a@example.org", "03/11/2026 14:05", "03/05/2026 9:30 AM", "03/10/2026 10:00"],
+           ["102", "b@example.org", "03/11/2026 14:05", "in March", ""]])
+    res = load(wh, tmp_path, mapping, dates={"format": "month_first"}, max_bad_share=1.0)
+    assert (res["objects"]["contacts"]["rows_loaded"], res["objects"]["contacts"]["rows_quarantined"]) == (1, 1)
+    [(props,)] = q(wh, "select record->'properties' from raw.crm_contacts")
+    assert (props["hs_v2_date_entered_marketingqualifiedlead"], props["hs_v2_date_exited_marketingqualifiedlead"]) == (
+        "2026-03-05T09:30:00.000Z", "2026-03-10T10:00:00.000Z")
+    assert q(wh, "select _line, record_ref, reason from raw.quarantine") == [
+        (3, "102", "unparseable Date entered MQL: 'in March'")]

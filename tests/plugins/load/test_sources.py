@@ -66,10 +66,41 @@ def test_date_columns_explicit_known_hubspot_and_stage_dates():
                                                                            "Lifecycle Stage": "value"}}}}})
     assert cfg.crm.csv_dates == sources.CsvDates("day_first", "Europe/Berlin")
     contacts = cfg.crm.csv_mapping["contacts"]
-    assert contacts.dates == sources.CsvDates("%d.%m.%Y", "UTC")
+    assert contacts.dates == sources.CsvDates("%d.%m.%Y", "Europe/Berlin")  # timezone from crm.csv_dates
     assert [label for label in ("Last Modified Date", "Became a Marketing Qualified Lead Date", "Renewal", "Email",
                                 "Close Date") if contacts.is_date_column(label)] == [
         "Last Modified Date", "Became a Marketing Qualified Lead Date", "Renewal", "Close Date"]
     history = cfg.crm.csv_mapping["lifecycle_stage_history"]
     assert (history.is_date_column("Changed At"), history.is_date_column("Lifecycle Stage")) == (True, False)
     assert sources.load().crm.csv_max_bad_share == 0.01  # the shipped default
+
+
+def test_an_objects_dates_inherit_crm_csv_dates_key_by_key():
+    cfg = sources.parse({"crm": {"csv_dates": {"format": "month_first", "timezone": "America/New_York"},
+                                 "csv_mapping": {
+        "contacts": {"id_column": "Record ID", "dates": {"timezone": "Europe/Berlin"}},
+        "deals": {"id_column": "Record ID", "dates": {"format": "day_first"}},
+        "calls": {"id_column": "Record ID", "dates": {}},
+        "meetings": {"id_column": "Record ID"}}}})
+    got = {obj: m.dates for obj, m in cfg.crm.csv_mapping.items()}
+    assert got == {"contacts": sources.CsvDates("month_first", "Europe/Berlin"),
+                   "deals": sources.CsvDates("day_first", "America/New_York"),
+                   "calls": sources.CsvDates("month_first", "America/New_York"),
+                   "meetings": None}  # None: crm.csv_dates itself
+    # without crm.csv_dates, the defaults (iso, UTC) fill the keys not given
+    alone = sources.parse({"crm": {"csv_mapping": {"contacts": {"id_column": "Record ID",
+                                                                "dates": {"timezone": "Europe/Berlin"}}}}})
+    assert alone.crm.csv_mapping["contacts"].dates == sources.CsvDates("iso", "Europe/Berlin")
+
+
+@pytest.mark.parametrize(("name", "is_date"), [
+    ("hs_lifecyclestage_marketingqualifiedlead_date", True),
+    ("hs_date_entered_salesqualifiedlead", True), ("hs_date_exited_lead", True),
+    ("hs_v2_date_entered_marketingqualifiedlead", True), ("hs_v2_date_exited_salesqualifiedlead", True),
+    ("hs_v2_date_entered_1234567", True),  # a custom stage's id
+    ("hs_v2_time_in_lead", False), ("hs_v2_date_entered_", False), ("email", False),
+])
+def test_hubspot_stage_date_properties_v1_and_v2(name, is_date):
+    assert sources.is_hubspot_date_property(name) is is_date
+    mapping = sources.parse_csv_mapping({"contacts": {"id_column": "Record ID", "columns": {"Label": name}}})
+    assert mapping["contacts"].is_date_column("Label") is is_date
