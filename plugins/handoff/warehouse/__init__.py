@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -140,12 +141,22 @@ def setup(tgt: Target | None = None, log=print) -> None:
 
 
 def _create_roles(conn: psycopg.Connection, tgt: Target) -> None:
+    """Create or update the roles. Roles belong to the whole cluster: a second ``setup`` of another database on it
+    at the same moment (two test workers, two deployments) can update the same role row, which PostgreSQL refuses
+    with "tuple concurrently updated" (or a duplicate on create); the loser tries that role again."""
     for role in ROLES:
         cred = tgt.credentials[role]
-        exists = conn.execute("select 1 from pg_roles where rolname = %s", [cred["user"]]).fetchone()
-        verb = sql.SQL("alter") if exists else sql.SQL("create")
-        conn.execute(sql.SQL("{} role {} with login password {} nosuperuser nocreatedb nocreaterole").format(
-            verb, sql.Identifier(cred["user"]), sql.Literal(cred["password"])))
+        for attempt in range(1, 6):
+            exists = conn.execute("select 1 from pg_roles where rolname = %s", [cred["user"]]).fetchone()
+            verb = sql.SQL("alter") if exists else sql.SQL("create")
+            try:
+                conn.execute(sql.SQL("{} role {} with login password {} nosuperuser nocreatedb nocreaterole").format(
+                    verb, sql.Identifier(cred["user"]), sql.Literal(cred["password"])))
+                break
+            except (psycopg.errors.InternalError_, psycopg.errors.UniqueViolation):
+                if attempt == 5:
+                    raise
+                time.sleep(0.05 * attempt)
 
 
 def _grant(conn: psycopg.Connection, tgt: Target) -> None:

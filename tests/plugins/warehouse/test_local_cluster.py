@@ -201,3 +201,40 @@ def test_source_freshness_reads_the_last_load_time_from_an_index_not_the_whole_r
         conn.execute("set enable_seqscan = off")
         plan = "\n".join(r[0] for r in conn.execute("explain select max(_loaded_at) from raw.analytics_events"))
     assert "analytics_events_loaded_idx" in plan, plan
+
+
+def _set_up_repeatedly(db_times: tuple[str, int]) -> list[str]:
+    """One of two processes running `warehouse.setup` for its own database again and again (a test worker each)."""
+    import dataclasses  # noqa: PLC0415
+
+    dbname, times = db_times
+    tgt = dataclasses.replace(warehouse.target(), dbname=dbname, local=False)
+    errors = []
+    for _ in range(times):
+        try:
+            warehouse.setup(tgt, log=lambda *_: None)
+        except psycopg.Error as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+    return errors
+
+
+def test_two_setups_of_databases_on_one_cluster_at_once_both_succeed(wh_target):
+    """Roles belong to the cluster: two `setup`s updating the same role row at the same moment made one fail with
+    "tuple concurrently updated" (two xdist workers at start-up); the loser now retries that role."""
+    import multiprocessing  # noqa: PLC0415
+
+    from psycopg import sql  # noqa: PLC0415
+
+    names = [f"{wh_target.dbname}_twin_{i}" for i in range(2)]
+    with psycopg.connect(wh_target.conninfo("admin"), autocommit=True) as conn:
+        for name in names:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+            conn.execute(warehouse.create_database(name))
+    try:
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            results = pool.map(_set_up_repeatedly, [(name, 15) for name in names])
+        assert results == [[], []]
+    finally:
+        with psycopg.connect(wh_target.conninfo("admin"), autocommit=True) as conn:
+            for name in names:
+                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
