@@ -29,11 +29,12 @@ class RunLocked(RunFailed):
 
 
 @contextlib.contextmanager
-def run_lock(day: date, *, wait: bool = False, log=print):
+def run_lock(day: date | None, *, command: str = "handoff run", wait: bool = False, log=print):
     """One run at a time per HANDOFF_HOME: its runs share Airflow's SQLite metadata database (two runs of one day at
     once collide on the dag_run row) and the warehouse (two dbt builds would replace the same tables). An exclusive
-    flock on ``<airflow home>/handoff_run.lock``, released when the block ends or the process dies; the holder's pid
-    and day are written into the file for the message of the one refused (or, with ``wait``, waiting)."""
+    flock on ``<airflow home>/handoff_run.lock``, released when the block ends or the process dies; the holder's
+    command, day and pid are written into the file for the message of the one refused (or, with ``wait``,
+    waiting)."""
     path = settings.paths().airflow_home / "handoff_run.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -43,26 +44,32 @@ def run_lock(day: date, *, wait: bool = False, log=print):
         except BlockingIOError:
             holder = lock_holder(path)
             if not wait:
+                again = f" and run {day.isoformat()} again" if day and command == "handoff run" else " and try again"
                 raise RunLocked(
-                    f"another handoff run {holder} is running; runs of one HANDOFF_HOME ({settings.paths().home}) "
-                    f"share Airflow's metadata database and the warehouse, so they go one at a time: wait for it to "
-                    f"finish and run {day.isoformat()} again, or pass --wait to start when it has") from None
-            log(f"waiting for another handoff run {holder} to finish")
+                    f"another {holder} is running; runs of one HANDOFF_HOME ({settings.paths().home}) share "
+                    f"Airflow's metadata database and the warehouse, so they go one at a time: wait for it to "
+                    f"finish{again}, or pass --wait to start when it has") from None
+            log(f"waiting for another {holder} to finish")
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "date": day.isoformat()}).encode(), 0)
+        held = {"pid": os.getpid(), "date": day.isoformat() if day else None}
+        if command != "handoff run":
+            held["command"] = command
+        os.pwrite(fd, json.dumps(held).encode(), 0)
         yield
     finally:
         os.close(fd)  # closing the only descriptor releases the lock
 
 
 def lock_holder(path) -> str:
-    """'for 2026-11-30 (pid 1234)', from what the holder wrote into the lock file."""
+    """'handoff run for 2026-11-30 (pid 1234)', from what the holder wrote into the lock file."""
     try:
         held = json.loads(path.read_text())
-        return f"for {held['date']} (pid {held['pid']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "(pid unknown)"
+        command = held.get("command") or "handoff run"
+        day = f" for {held['date']}" if held.get("date") else ""
+        return f"{command}{day} (pid {held['pid']})"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "handoff run (pid unknown)"
 
 
 def ensure_metadata_db(log=print) -> None:

@@ -102,8 +102,13 @@ def parse_slots(value: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from handoff import airflow_run, local_services  # noqa: PLC0415
+    from handoff import (  # noqa: PLC0415
+        airflow_run,
+        local_services,
+        sources,  # noqa: PLC0415
+    )
 
+    sources.load()  # a bad config/sources.yml is an error now, not after waiting for another run's lock
     started = datetime.now(UTC)
     try:
         with airflow_run.run_lock(args.date, wait=args.wait, log=log):
@@ -247,7 +252,7 @@ def cmd_import_history(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     csv_dir = args.csv_dir if args.csv_dir is not None else cfg.crm.csv_dir
     try:  # the run lock, as `handoff run`: the import's dbt build --full-refresh replaces the tables a run builds
-        with airflow_run.run_lock(args.export_date or datetime.now(UTC).date(), wait=args.wait, log=log):
+        with airflow_run.run_lock(args.export_date, command="handoff import-history", wait=args.wait, log=log):
             _require_warehouse()
             result = history.import_history(warehouse.target(), Path(csv_dir), cfg.crm,
                                             export_date=args.export_date, build=not args.no_build, log=log)

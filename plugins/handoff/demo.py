@@ -30,7 +30,7 @@ def main(args: argparse.Namespace) -> int:
     warehouse.setup(tgt, log=log)
 
     try:
-        with airflow_run.run_lock(end, log=log):
+        with airflow_run.run_lock(end, command="handoff demo", log=log):
             _sample_and_run(args, tgt, end)
     except airflow_run.RunFailed as exc:
         raise SystemExit(f"handoff: error: {exc}") from None

@@ -65,6 +65,8 @@ def imported(wh_target, tmp_path_factory):
         shutil.copy(FIXTURE / name, csv_dir / name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(warehouse, "target", lambda: wh_target)  # the CLI and dbt_runner.dbt_env ask for the target
+        mp.setenv("HANDOFF_HOME", str(tmp_path_factory.mktemp("home")))  # its own run lock, not the checkout's
+        mp.setattr(cli, "_require_warehouse", lambda: None)  # the session's test database is up
         out = io.StringIO()
         with redirect_stdout(out):
             assert cli.main(["import-history", "--csv-dir", str(csv_dir)]) == 0
@@ -237,6 +239,8 @@ def _us_export(csv_dir: Path) -> None:
 
 def test_import_history_reads_dates_and_the_bad_share_from_the_sources_file(wh, tmp_path, monkeypatch):
     """crm.csv_dates and crm.csv_max_bad_share apply to import-history as they do to the daily run."""
+    monkeypatch.setenv("HANDOFF_HOME", str(tmp_path / "home"))  # its own run lock, not the checkout's
+    monkeypatch.setattr(cli, "_require_warehouse", lambda: None)  # the session's test database is up
     monkeypatch.setattr(warehouse, "target", lambda: wh)
     csv_dir = tmp_path / "exports"
     _us_export(csv_dir)
@@ -277,6 +281,11 @@ def test_import_history_takes_the_run_lock(tmp_path, monkeypatch):
             cli.main(["import-history", "--csv-dir", str(csv_dir), "--no-build"])
     assert str(exc.value.code).startswith(
         f"handoff: error: another handoff run for 2026-06-30 (pid {os.getpid()}) is running")
+    # and a run is refused while an import holds it, naming the import
+    with airflow_run.run_lock(None, command="handoff import-history"):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["run", "--date", "2026-06-30"])
+    assert f"another handoff import-history (pid {os.getpid()}) is running" in str(exc.value.code)
     # released: the next attempt gets past the lock
     with pytest.raises(SystemExit) as exc:
         cli.main(["import-history", "--csv-dir", str(csv_dir), "--no-build"])
