@@ -58,7 +58,6 @@ SOURCE_KIND = "analytics_file"
 EVENT_COLUMNS = ("_batch_id, _loaded_at, _source, _line, message_id, event_type, event_name, anonymous_id, "
                  "user_id, event_at, received_at, record")
 CALL_TYPES = frozenset({"page", "track", "identify", "screen", "group", "alias"})  # the Segment spec's calls
-FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz")  # lower case; see landing
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 DEFAULT_MAX_FIELD_BYTES = 64 << 10
 DEFAULT_MAX_FUTURE_SKEW_HOURS = 24.0
