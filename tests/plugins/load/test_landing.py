@@ -398,3 +398,30 @@ def test_the_demo_summary_counts_the_landing_outcomes_and_names_the_problems(wh,
             "2 skipped, 1 rejected") in text
     assert "  rejected 2026-03-02/dir.ndjson/: unreadable: a folder named like a data file" in text
     assert f"  skipped 2026-03-02/export.csv: {UNSUPPORTED_CSV}" in text
+
+
+def test_the_dry_runs_walk_of_later_days_stops_at_a_loop_as_the_runs_walk_does(tmp_path):
+    """The walk of days after the interval (listed by --dry-run) has the main walk's guard: a link back to a folder
+    already walked is listed once as a loop, not followed until the system gives up (ELOOP)."""
+    from handoff.load import landing
+
+    land = tmp_path / "l"
+    write_file(land / "2026-03-02" / "a.jsonl", n=1)
+    write_file(land / "2026-03-03" / "b.jsonl", n=1, day="2026-03-03")
+    (land / "2026-03-03" / "hour=01").mkdir()
+    back = land / "2026-03-03" / "hour=01" / "back"
+    back.symlink_to(land / "2026-03-03")  # a link back to the later day's folder
+    later = ("2026-03-03/b.jsonl", "later", "its day (2026-03-03) is after this run's interval: the run for that "
+                                            "day looks at it")
+    loop = "link to a folder already looked into (a loop)"
+
+    def listed() -> list[tuple]:
+        return [(e.relative, e.action, e.reason)
+                for e in landing.scan(land, DAY, DAY + timedelta(days=1), include_later=True)]
+
+    assert listed() == [("2026-03-02/a.jsonl", "load", None), later, ("2026-03-03/hour=01/back/", "skip", loop)]
+    back.unlink()
+    (land / "2026-03-03" / "up").symlink_to(land)  # a link back to the landing folder itself
+    assert listed() == [("2026-03-02/a.jsonl", "load", None), later, ("2026-03-03/up/", "skip", loop)]
+    # the run itself does not walk the later day at all
+    assert [e.relative for e in landing.scan(land, DAY, DAY + timedelta(days=1))] == ["2026-03-02/a.jsonl"]
