@@ -747,25 +747,27 @@ def load_analytics_files(conninfo: str, landing_dir: str | os.PathLike, interval
             planned = plan(cur, entries)
             _record_known_loaded(cur, [p for p in planned if p.action == "already_loaded" and
                                        (p.known is None or p.known[0] not in LOADED_OUTCOMES)], run_at)
+            # every entry the run does not load, recorded before any file loads (one statement, one transaction)
+            _record_not_loaded(cur, [p for p in planned if p.action not in ("load", "already_loaded")], run_at)
         conn.commit()
         for p in planned:
             e = p.entry
-            if p.action == "already_loaded":
+            if p.action in ("already_loaded", "duplicate"):
                 summary["files_skipped"] += 1
-                continue
+            elif p.action == "previously_rejected":
+                summary["files_previously_rejected"] += 1
+            elif p.action == "skip":
+                summary["files_ignored"] += 1
+            elif p.action == "reject":
+                summary["files_rejected"] += 1
+                if p.known is None or p.known[0] != "rejected" or (e.file_date is not None and not e.late):
+                    failing.append(f"{e.relative}: {p.reason}")
+            if p.action not in ("load", "already_loaded"):
+                summary["not_loaded"].append(_listed(p))
+        for p in planned:
             if p.action != "load":
-                if p.action == "duplicate":
-                    summary["files_skipped"] += 1
-                elif p.action == "previously_rejected":
-                    summary["files_previously_rejected"] += 1
-                elif p.action == "skip":
-                    summary["files_ignored"] += 1
-                else:
-                    summary["files_rejected"] += 1
-                    if p.known is None or p.known[0] != "rejected" or (e.file_date is not None and not e.late):
-                        failing.append(f"{e.relative}: {p.reason}")
-                _not_loaded(conn, summary, p, run_at)
                 continue
+            e = p.entry
             log.info("loading %s%s", e.relative, " (late file)" if e.late else "")
             try:
                 res = load_file(conn, e.path, file_date=e.file_date, sha256=p.sha256,
@@ -786,7 +788,9 @@ def load_analytics_files(conninfo: str, landing_dir: str | os.PathLike, interval
                 failed = Planned(e, "reject", unreadable_reason(exc), p.sha256, p.known)
                 summary["files_rejected"] += 1
                 failing.append(f"{e.relative}: {failed.reason}")
-                _not_loaded(conn, summary, failed, run_at)
+                with conn.transaction(), conn.cursor() as cur:
+                    _record_not_loaded(cur, [failed], run_at)
+                summary["not_loaded"].append(_listed(failed))
                 continue
             except Exception as exc:
                 _record_failure(conn, e.path, p.sha256, interval_start=interval_start, interval_end=interval_end,
@@ -804,6 +808,8 @@ def load_analytics_files(conninfo: str, landing_dir: str | os.PathLike, interval
                                      "rows_loaded": res.rows_loaded, "rows_quarantined": res.rows_quarantined})
             log.info("%s: %d read, %d loaded, %d quarantined", e.relative, res.rows_read, res.rows_loaded,
                      res.rows_quarantined)
+    order = {p.entry.relative: i for i, p in enumerate(planned)}
+    summary["not_loaded"].sort(key=lambda n: order[n["path"]])  # in the walk's order, like the entries
     if summary["not_loaded"]:
         log.warning("%d file(s) under %s were not loaded (ops.landing_files):\n%s", len(summary["not_loaded"]),
                     landing_dir, "\n".join(_line_of(n) for n in summary["not_loaded"]))
@@ -821,20 +827,31 @@ def _line_of(item: dict) -> str:
     return f"  {item['outcome']}: {item['path']}: {item['reason']}{since}"
 
 
-def _not_loaded(conn: psycopg.Connection, summary: dict, p: Planned, run_at: datetime) -> None:
-    """Record a file skipped or rejected (its row rewritten only if the outcome changed), and list it."""
-    e = p.entry
-    outcome = "rejected" if p.action in ("reject", "previously_rejected") else "skipped"
+def _outcome(p: Planned) -> str:
+    return "rejected" if p.action in ("reject", "previously_rejected") else "skipped"
+
+
+def _listed(p: Planned) -> dict:
+    """The file's entry in the summary's ``not_loaded``; ``since`` when the outcome is the one already recorded."""
+    outcome = _outcome(p)
     unchanged = p.known is not None and (p.action == "previously_rejected" or
                                          (p.known[0], p.known[1]) == (outcome, p.reason))
-    with conn.transaction(), conn.cursor() as cur:
-        if p.action == "previously_rejected":
-            cur.execute("update ops.landing_files set last_seen_at = %s where path = %s", [run_at, str(e.path)])
-        else:
-            cur.execute(_UPSERT_LANDING, [str(e.path), e.relative, e.file_date, outcome, p.reason, p.sha256,
-                                          _size(e.path), None, 0, 0, 0, run_at, run_at, run_at])
-    summary["not_loaded"].append({"path": e.relative, "outcome": outcome, "reason": p.reason,
-                                  "since": p.known[3].isoformat() if unchanged and p.known[3] else None})
+    return {"path": p.entry.relative, "outcome": outcome, "reason": p.reason,
+            "since": p.known[3].isoformat() if unchanged and p.known[3] else None}
+
+
+def _record_not_loaded(cur: psycopg.Cursor, planned: list[Planned], run_at: datetime) -> None:
+    """Record files skipped or rejected, all in the caller's transaction: one upsert statement for all of them (a
+    row is rewritten only if the outcome changed, else its last_seen_at moves on) and one update of last_seen_at
+    for the files rejected before and not retried."""
+    again = [str(p.entry.path) for p in planned if p.action == "previously_rejected"]
+    rows = [[str(p.entry.path), p.entry.relative, p.entry.file_date, _outcome(p), p.reason, p.sha256,
+             _size(p.entry.path), None, 0, 0, 0, run_at, run_at, run_at]
+            for p in planned if p.action != "previously_rejected"]
+    if again:
+        cur.execute("update ops.landing_files set last_seen_at = %s where path = any(%s)", [run_at, again])
+    if rows:
+        cur.executemany(_UPSERT_LANDING, rows)
 
 
 def _size(path: Path) -> int | None:

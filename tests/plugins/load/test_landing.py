@@ -135,6 +135,10 @@ def test_skipped_files_are_recorded_with_their_reason_and_the_run_stays_green(wh
     # nothing but the good file reached the ledger, load_log or raw
     assert q(wh, "select count(*) from ops.file_ledger") == [(1,)]
     assert q(wh, "select count(*) from ops.load_log") == [(1,)]
+    # the eight were recorded together, before the load (one transaction: one xmin), not one transaction each
+    assert q(wh, "select count(*), count(distinct xmin::text) from ops.landing_files where outcome = 'skipped'") \
+        == [(8, 1)]
+    assert q(wh, "select count(distinct xmin::text) from ops.landing_files") == [(2,)]
 
 
 def test_unreadable_entries_are_rejected_by_name_and_the_other_files_load(wh, tmp_path, caplog):
