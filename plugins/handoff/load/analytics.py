@@ -764,9 +764,8 @@ def load_analytics_files(conninfo: str, landing_dir: str | os.PathLike, interval
                     failing.append(f"{e.relative}: {p.reason}")
             if p.action not in ("load", "already_loaded"):
                 summary["not_loaded"].append(_listed(p))
-        for p in planned:
-            if p.action != "load":
-                continue
+        loads = [p for p in planned if p.action == "load"]
+        for n, p in enumerate(loads):
             e = p.entry
             log.info("loading %s%s", e.relative, " (late file)" if e.late else "")
             try:
@@ -782,7 +781,9 @@ def load_analytics_files(conninfo: str, landing_dir: str | os.PathLike, interval
                                               "since": None})
                 log.error("rejected %s", exc)
                 continue
-            except LoadError:
+            except LoadError as exc:
+                _record_stop(conn, p, loads[n + 1:], exc, interval_start=interval_start,
+                             interval_end=interval_end, run_at=run_at)
                 raise
             except OSError as exc:  # the file failed while read: its transaction was rolled back
                 failed = Planned(e, "reject", unreadable_reason(exc), p.sha256, p.known)
@@ -793,8 +794,8 @@ def load_analytics_files(conninfo: str, landing_dir: str | os.PathLike, interval
                 summary["not_loaded"].append(_listed(failed))
                 continue
             except Exception as exc:
-                _record_failure(conn, e.path, p.sha256, interval_start=interval_start, interval_end=interval_end,
-                                exc=exc)
+                _record_stop(conn, p, loads[n + 1:], exc, interval_start=interval_start,
+                             interval_end=interval_end, run_at=run_at)
                 raise LoadError(f"loading {e.path} failed, nothing of it was committed: "
                                 f"{type(exc).__name__}: {exc}") from exc
             if res.status == "skipped":
@@ -908,6 +909,28 @@ def problems_since(conninfo: str, since: datetime) -> list[tuple[str, str, str, 
             "select relative_path, outcome, reason, outcome_at from ops.landing_files "
             "where outcome in ('skipped', 'rejected') and last_seen_at >= %s order by outcome, relative_path",
             [since]).fetchall()
+
+
+def _record_stop(conn: psycopg.Connection, failed: Planned, not_reached: list[Planned], exc: Exception, *,
+                 interval_start: datetime, interval_end: datetime, run_at: datetime) -> None:
+    """A load that stops the run: the failing file's ops.load_log row (status failed), then in one transaction its
+    ops.landing_files row (rejected, the error as the reason) and a row for each file the run had still to load
+    (skipped: not reached), so every file seen has its row. Best effort: the caller raises the error anyway."""
+    e = failed.entry
+    _record_failure(conn, e.path, failed.sha256, interval_start=interval_start, interval_end=interval_end, exc=exc)
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    rows = [Planned(e, "reject", f"load failed, nothing of it was committed: {error}; the run stopped here, the "
+                    "next run tries it again", failed.sha256, failed.known)]
+    rows += [Planned(p.entry, "skip", f"not loaded: the run stopped at {e.relative} (a load failed: "
+                     f"{type(exc).__name__}) before reaching it; the next run loads it", p.sha256, p.known)
+             for p in not_reached]
+    try:
+        if conn.closed or conn.broken:
+            return
+        with conn.transaction(), conn.cursor() as cur:
+            _record_not_loaded(cur, rows, run_at)
+    except psycopg.Error:
+        log.exception("could not record in ops.landing_files that loading %s failed", e.relative)
 
 
 def _record_failure(conn: psycopg.Connection, path: Path, sha: str | None, *, interval_start: datetime,

@@ -300,6 +300,82 @@ def test_a_copy_of_loaded_bytes_is_skipped_naming_the_loaded_file(wh, tmp_path):
          "2026-03-02", 0, 0, 0)]
 
 
+def _refuse_every_row(monkeypatch):
+    """PostgreSQL refuses more rows than the loader quarantines one by one (MAX_COPY_RETRIES = 0): a LoadError."""
+    real = analytics.LineJudge.judge
+
+    def judge(self, raw):
+        verdict, payload = real(self, raw)
+        if verdict == analytics.LOAD and b"2026-03-02-0000010" in raw:  # b.jsonl's lines only
+            payload = (*payload[:5], "not-a-timestamp", payload[6])
+        return verdict, payload
+
+    monkeypatch.setattr(analytics.LineJudge, "judge", judge)
+    monkeypatch.setattr(analytics, "MAX_COPY_RETRIES", 0)
+
+
+def _raise_on_b(monkeypatch):
+    """An unexpected exception while b.jsonl loads (the test seam: load_file)."""
+    real = analytics.load_file
+
+    def load_file(conn, path, **kw):
+        if path.name == "b.jsonl":
+            raise RuntimeError("boom")
+        return real(conn, path, **kw)
+
+    monkeypatch.setattr(analytics, "load_file", load_file)
+
+
+@pytest.mark.parametrize(("seam", "error"), [
+    (_raise_on_b, r"loading .*b\.jsonl failed, nothing of it was committed: RuntimeError: boom"),
+    (_refuse_every_row, r"b\.jsonl: PostgreSQL refused more than 0 rows")])
+def test_a_load_that_stops_the_run_still_leaves_one_row_per_file(wh, tmp_path, monkeypatch, seam, error):
+    from handoff.load import landing
+
+    land = tmp_path / "l"
+    day = land / "2026-03-02"
+    write_file(day / "a.jsonl", n=3)
+    write_file(day / "b.jsonl", n=3, start=100)  # its load fails
+    write_file(day / "c.jsonl", n=3, start=200)  # a file the run had still to load
+    (day / "d.csv").write_text("x\n")  # skip and reject entries after the failing file
+    (day / "e.ndjson").mkdir()
+    write_file(land / "undated.jsonl", n=1, start=300)
+    seam(monkeypatch)
+
+    with pytest.raises(analytics.LoadError, match=error):
+        run(wh, land)
+
+    seen = [e.relative for e in landing.scan(land, DAY, DAY + timedelta(days=1))]
+    assert q(wh, "select relative_path, count(*) from ops.landing_files group by 1 order by 1") == [
+        (r, 1) for r in sorted(seen)]
+    rows = {r[0]: r[1:3] for r in outcomes(wh)}
+    assert rows["2026-03-02/a.jsonl"] == ("loaded", None)
+    outcome, reason = rows["2026-03-02/b.jsonl"]
+    assert outcome == "rejected"
+    assert reason.startswith("load failed, nothing of it was committed: ")
+    assert reason.endswith("; the run stopped here, the next run tries it again")
+    assert ("RuntimeError: boom" in reason) if seam is _raise_on_b else ("LoadError: " in reason)
+    assert rows["2026-03-02/c.jsonl"][0] == "skipped"
+    assert rows["2026-03-02/c.jsonl"][1].startswith("not loaded: the run stopped at 2026-03-02/b.jsonl (a load "
+                                                    "failed: ")
+    assert rows["2026-03-02/d.csv"] == ("skipped", UNSUPPORTED_CSV)
+    assert rows["2026-03-02/e.ndjson/"][0] == "rejected"
+    assert rows["undated.jsonl"][0] == "skipped"
+    # the failing file's attempt is in load_log (failed), with the bytes it was about; nothing of it committed
+    assert q(wh, "select status, sha256 is not null from ops.load_log where source like '%%b.jsonl'") == [
+        ("failed", True)]
+    assert q(wh, "select count(*) from raw.analytics_events where _source like '%%b.jsonl'") == [(0,)]
+
+    monkeypatch.undo()  # fixed: the day's rerun loads b and c, still one row per file
+    with pytest.raises(FilesRejected):  # e.ndjson/ is still a folder named like a data file
+        run(wh, land)
+    assert q(wh, "select relative_path, count(*) from ops.landing_files group by 1 order by 1") == [
+        (r, 1) for r in sorted(seen)]
+    assert [r[:2] for r in outcomes(wh) if r[0].endswith(".jsonl")] == [
+        ("2026-03-02/a.jsonl", "loaded"), ("2026-03-02/b.jsonl", "loaded"), ("2026-03-02/c.jsonl", "loaded"),
+        ("undated.jsonl", "skipped")]
+
+
 # ------------------------------------------------------------------------------------------ the command line
 
 def _landing_for_the_cli(tmp_path) -> Path:
