@@ -133,9 +133,10 @@ def reset_analytics(admin: str, landing: Path, last_day: str) -> dict:
                     " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'loaded', %s)",
                     [batch_id, str(path), analytics.SOURCE_KIND, start, start + timedelta(days=1), now, now,
                      n + bad, n, bad, sha])
-                cur.execute("insert into ops.file_ledger (sha256, path, size_bytes, file_date, batch_id, loaded_at)"
-                            " values (%s, %s, %s, %s, %s, %s)",
-                            [sha, str(path), path.stat().st_size, start.date(), batch_id, now])
+                cur.execute("insert into ops.file_ledger (sha256, path, size_bytes, file_date, batch_id, loaded_at,"
+                            " relative_path) values (%s, %s, %s, %s, %s, %s, %s)",
+                            [sha, str(path), path.stat().st_size, start.date(), batch_id, now,
+                             f"{folder.name}/{path.name}"])
                 files += 1
         conn.commit()
     with psycopg.connect(admin, autocommit=True) as conn:

@@ -508,7 +508,7 @@ def load_file(conn: psycopg.Connection, path: Path, *, file_date: date | None, s
                                         interval_start=interval_start, interval_end=interval_end,
                                         started_at=started, sha256=sha256)
                     if not batches.claim_file(cur, sha256=sha256, path=path, file_date=file_date,
-                                              batch_id=batch_id, loaded_at=started):
+                                              batch_id=batch_id, loaded_at=started, relative=relative):
                         raise _AlreadyLoaded
                     try:
                         loaded = _copy_file(cur, path, batch_id=batch_id, loaded_at=started, source=source,
@@ -573,14 +573,15 @@ def load_file(conn: psycopg.Connection, path: Path, *, file_date: date | None, s
 
 _as_utc = landing.as_utc
 LOADED_OUTCOMES = ("loaded", "loaded_with_quarantine")
-# one row per file: a new outcome (or new bytes) replaces the old one and its time; a file still skipped or
-# rejected only has last_seen_at moved on; a file found loaded again writes nothing (the caller does not send it)
+# one row per file, keyed by its path under the landing folder (wherever a worker mounts it): a new outcome (or
+# new bytes) replaces the old one and its time; a file still skipped or rejected only has last_seen_at (and path)
+# moved on; a file found loaded again writes nothing (the caller does not send it)
 _UPSERT_LANDING = """
 insert into ops.landing_files (path, relative_path, source_kind, file_date, outcome, reason, sha256, size_bytes,
     batch_id, rows_read, rows_loaded, rows_quarantined, first_seen_at, outcome_at, last_seen_at)
 values (%s, %s, 'analytics_file', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-on conflict (path) do update set
-    relative_path = excluded.relative_path, file_date = excluded.file_date, outcome = excluded.outcome,
+on conflict (relative_path) do update set
+    path = excluded.path, file_date = excluded.file_date, outcome = excluded.outcome,
     reason = excluded.reason, sha256 = excluded.sha256, size_bytes = excluded.size_bytes,
     batch_id = excluded.batch_id, rows_read = excluded.rows_read, rows_loaded = excluded.rows_loaded,
     rows_quarantined = excluded.rows_quarantined,
@@ -618,46 +619,48 @@ class Planned:
 def plan(cur: psycopg.Cursor, entries: list[landing.Entry]) -> list[Planned]:
     """Decide every entry (reads the ledger and hashes the files not known loaded; writes nothing)."""
     known = {row[0]: row[1:] for row in cur.execute(
-        "select path, outcome, reason, sha256, outcome_at from ops.landing_files where path = any(%s)",
-        [[str(e.path) for e in entries]]).fetchall()}
+        "select relative_path, outcome, reason, sha256, outcome_at from ops.landing_files "
+        "where relative_path = any(%s)", [[e.relative for e in entries]]).fetchall()}
     loadable = [e for e in entries if e.action == landing.LOAD]
     quick_skip = _unchanged_since_loaded(cur, [e for e in loadable if e.late])
     shas: dict[Path, str] = {}
     unreadable: dict[Path, str] = {}
     for e in loadable:
-        was = known.get(str(e.path))
+        was = known.get(e.relative)
         if e.path in quick_skip or (e.late and was and was[0] == "rejected" and was[2] is None):
             continue
         try:
             shas[e.path] = batches.sha256_file(e.path)
         except OSError as exc:
             unreadable[e.path] = unreadable_reason(exc)
-    ledger = dict(cur.execute("select sha256, path from ops.file_ledger where sha256 = any(%s)",
-                              [list(shas.values())]).fetchall())
+    ledger = {sha: (path, rel) for sha, path, rel in cur.execute(
+        "select sha256, path, relative_path from ops.file_ledger where sha256 = any(%s)",
+        [list(shas.values())]).fetchall()}
     rejected_before = {r[0] for r in cur.execute(
         "select distinct sha256 from ops.load_log where status = 'rejected' and sha256 = any(%s)",
         [list(shas.values())]).fetchall()}
     first_of: dict[str, str] = {}
     out: list[Planned] = []
     for e in entries:
-        was = known.get(str(e.path))
+        was = known.get(e.relative)
         if e.action != landing.LOAD:
             out.append(Planned(e, e.action, e.reason, known=was))
             continue
         sha = shas.get(e.path)
         if e.path in quick_skip:
-            out.append(Planned(e, "already_loaded", known=was))
+            out.append(Planned(e, "already_loaded", sha256=quick_skip[e.path], known=was))
         elif e.path in unreadable:
             out.append(Planned(e, "reject", unreadable[e.path], known=was))
         elif sha is None:  # a late file rejected before as unreadable
             out.append(Planned(e, "previously_rejected", f"rejected before ({was[1]}); not retried by the late-file "
                                f"scan: rerun its own day ({e.file_date}) after fixing it", known=was))
         elif sha in ledger:
-            if ledger[sha] == str(e.path):
+            loaded_from, loaded_as = ledger[sha]
+            if _same_file(e, loaded_from, loaded_as):
                 out.append(Planned(e, "already_loaded", sha256=sha, known=was))
             else:
-                out.append(Planned(e, "duplicate", f"same bytes as {ledger[sha]}, already loaded (ops.file_ledger)",
-                                   sha, known=was))
+                out.append(Planned(e, "duplicate", f"same bytes as {loaded_as or loaded_from}, already loaded "
+                                   "(ops.file_ledger)", sha, known=was))
         elif sha in first_of:
             out.append(Planned(e, "duplicate", f"same bytes as {first_of[sha]}, loaded from there in this run",
                                sha, known=was))
@@ -670,28 +673,41 @@ def plan(cur: psycopg.Cursor, entries: list[landing.Entry]) -> list[Planned]:
     return out
 
 
+def _same_file(e: landing.Entry, loaded_from: str, loaded_as: str | None) -> bool:
+    """Whether the ledger row (path, relative_path) is this landing file: the same path under the landing folder,
+    wherever a worker mounts it. A row ledgered before relative_path was recorded (null) is this file when its
+    absolute path is this one's, or ends with this one's relative path (the same bytes at the same place under
+    another mount)."""
+    if loaded_as is not None:
+        return loaded_as == e.relative
+    return loaded_from == str(e.path) or loaded_from.endswith("/" + e.relative)
+
+
 def unreadable_reason(exc: OSError) -> str:
     return (f"unreadable: {exc.strerror or exc} ({type(exc).__name__}); nothing of it was loaded — fix the file "
             "or its storage, then rerun its day")
 
 
-def _unchanged_since_loaded(cur: psycopg.Cursor, late: list[landing.Entry]) -> set[Path]:
-    """Late files whose path is in the ledger with the same size and that were not modified since they were
-    loaded: skipped without re-hashing (the scan of earlier days stays cheap)."""
+def _unchanged_since_loaded(cur: psycopg.Cursor, late: list[landing.Entry]) -> dict[Path, str]:
+    """Late files whose relative path is in the ledger with the same size and that were not modified since they
+    were loaded, with the ledgered sha256: skipped without re-hashing (the scan of earlier days stays cheap).
+    Ledger rows from before relative_path was recorded match on the absolute path."""
     if not late:
-        return set()
-    rows = cur.execute("select path, size_bytes, max(loaded_at) from ops.file_ledger where path = any(%s) "
-                       "group by path, size_bytes", [[str(e.path) for e in late]]).fetchall()
-    ledger = {(p, size): loaded_at for p, size, loaded_at in rows}
-    skip = set()
+        return {}
+    rows = cur.execute(
+        "select coalesce(relative_path, path), relative_path is null, size_bytes, sha256, loaded_at "
+        "from ops.file_ledger where relative_path = any(%s) or (relative_path is null and path = any(%s)) "
+        "order by loaded_at", [[e.relative for e in late], [str(e.path) for e in late]]).fetchall()
+    ledger = {(key, legacy, size): (sha, loaded_at) for key, legacy, size, sha, loaded_at in rows}  # the latest
+    skip = {}
     for e in late:
         try:
             st = e.path.stat()
         except OSError:
             continue  # hashing it says what is wrong
-        loaded_at = ledger.get((str(e.path), st.st_size))
-        if loaded_at is not None and datetime.fromtimestamp(st.st_mtime, UTC) < loaded_at:
-            skip.add(e.path)
+        found = ledger.get((e.relative, False, st.st_size)) or ledger.get((str(e.path), True, st.st_size))
+        if found is not None and datetime.fromtimestamp(st.st_mtime, UTC) < found[1]:
+            skip[e.path] = found[0]
     return skip
 
 
@@ -845,12 +861,12 @@ def _record_not_loaded(cur: psycopg.Cursor, planned: list[Planned], run_at: date
     """Record files skipped or rejected, all in the caller's transaction: one upsert statement for all of them (a
     row is rewritten only if the outcome changed, else its last_seen_at moves on) and one update of last_seen_at
     for the files rejected before and not retried."""
-    again = [str(p.entry.path) for p in planned if p.action == "previously_rejected"]
+    again = [p.entry.relative for p in planned if p.action == "previously_rejected"]
     rows = [[str(p.entry.path), p.entry.relative, p.entry.file_date, _outcome(p), p.reason, p.sha256,
              _size(p.entry.path), None, 0, 0, 0, run_at, run_at, run_at]
             for p in planned if p.action != "previously_rejected"]
     if again:
-        cur.execute("update ops.landing_files set last_seen_at = %s where path = any(%s)", [run_at, again])
+        cur.execute("update ops.landing_files set last_seen_at = %s where relative_path = any(%s)", [run_at, again])
     if rows:
         cur.executemany(_UPSERT_LANDING, rows)
 
@@ -866,30 +882,29 @@ def _size(path: Path) -> int | None:
 
 def _record_known_loaded(cur: psycopg.Cursor, planned: list[Planned], run_at: datetime) -> None:
     """Files found loaded (by the ledger) with no loaded row in ops.landing_files yet — loaded before that table
-    existed, or after an earlier outcome: their row, from the ledger and the batch that loaded them."""
+    existed, or after an earlier outcome: their row, from the ledger row of their bytes and the batch that loaded
+    them (``path`` is where that batch read the file)."""
     if not planned:
         return
-    rel = {str(p.entry.path): p.entry.relative for p in planned}
     cur.execute(
         """insert into ops.landing_files (path, relative_path, source_kind, file_date, outcome, reason, sha256,
                 size_bytes, batch_id, rows_read, rows_loaded, rows_quarantined, first_seen_at, outcome_at,
                 last_seen_at)
-            select distinct on (l.path) l.path, r.rel, 'analytics_file', l.file_date,
+            select l.path, r.rel, 'analytics_file', l.file_date,
                    case when b.rows_quarantined > 0 then 'loaded_with_quarantine' else 'loaded' end,
                    case when b.rows_quarantined > 0 then b.rows_quarantined || ' of ' || b.rows_read
                         || ' lines quarantined (raw.quarantine)' end,
                    l.sha256, l.size_bytes, l.batch_id, b.rows_read, b.rows_loaded, b.rows_quarantined,
                    %s, l.loaded_at, %s
             from ops.file_ledger l join ops.load_log b using (batch_id)
-            join unnest(%s::text[], %s::text[]) as r(path, rel) on r.path = l.path
-            order by l.path, l.loaded_at desc
-            on conflict (path) do update set
-                relative_path = excluded.relative_path, file_date = excluded.file_date, outcome = excluded.outcome,
+            join unnest(%s::text[], %s::text[]) as r(sha256, rel) on r.sha256 = l.sha256
+            on conflict (relative_path) do update set
+                path = excluded.path, file_date = excluded.file_date, outcome = excluded.outcome,
                 reason = excluded.reason, sha256 = excluded.sha256, size_bytes = excluded.size_bytes,
                 batch_id = excluded.batch_id, rows_read = excluded.rows_read, rows_loaded = excluded.rows_loaded,
                 rows_quarantined = excluded.rows_quarantined, outcome_at = excluded.outcome_at,
                 last_seen_at = excluded.last_seen_at""",
-        [run_at, run_at, list(rel), list(rel.values())])
+        [run_at, run_at, [p.sha256 for p in planned], [p.entry.relative for p in planned]])
 
 
 def record_loaded(cur: psycopg.Cursor, *, path: Path, relative: str, file_date: date | None, sha256: str,

@@ -376,6 +376,66 @@ def test_a_load_that_stops_the_run_still_leaves_one_row_per_file(wh, tmp_path, m
         ("undated.jsonl", "skipped")]
 
 
+@pytest.mark.parametrize("how", ["symlink", "copy"])
+def test_the_landing_folder_mounted_elsewhere_is_already_loaded_not_a_duplicate(wh, tmp_path, how):
+    """A worker that mounts the landing folder at another path (Celery/Kubernetes workers) sees the same files:
+    identity is the path under the landing folder, so they are already loaded, with no second row."""
+    land = tmp_path / "worker-a" / "landing"
+    write_file(land / "2026-03-01" / "old.jsonl", n=2, day="2026-03-01")
+    write_file(land / "2026-03-02" / "new.jsonl.gz", n=3)
+    (land / "2026-03-02" / "export.csv").write_text("x\n")
+    run(wh, land)
+    loaded = q(wh, "select relative_path, path, outcome, sha256, outcome_at, last_seen_at from ops.landing_files "
+                   "where outcome = 'loaded' order by 1")
+    assert [r[:3] for r in loaded] == [("2026-03-01/old.jsonl", str(land / "2026-03-01" / "old.jsonl"), "loaded"),
+                                      ("2026-03-02/new.jsonl.gz", str(land / "2026-03-02" / "new.jsonl.gz"), "loaded")]
+    assert q(wh, "select relative_path from ops.file_ledger order by 1") == [
+        ("2026-03-01/old.jsonl",), ("2026-03-02/new.jsonl.gz",)]
+
+    other = tmp_path / "worker-b" / "mnt" / "landing"
+    other.parent.mkdir(parents=True)
+    if how == "symlink":  # the same files (the late file's mtime is older than its load: recognised unread)
+        other.symlink_to(land, target_is_directory=True)
+    else:  # copies with new mtimes: every file is hashed, and its bytes are in the ledger under its own name
+        shutil.copytree(land, other, copy_function=shutil.copy)
+
+    assert [(p.relative, p.action) for p in analytics.dry_run(wh.conninfo("loader"), other, DAY,
+                                                             DAY + timedelta(days=1))] == [
+        ("2026-03-01/old.jsonl", "already_loaded"), ("2026-03-02/export.csv", "skip"),
+        ("2026-03-02/new.jsonl.gz", "already_loaded")]
+    for day in (DAY, DAY + timedelta(days=1)):  # the day again, and the next day's late-file scan
+        res = run(wh, other, day)
+        assert (res["files_loaded"], res["files_skipped"], res["files_ignored"]) == (0, 2, 1)
+        assert [(n["path"], n["outcome"]) for n in res["not_loaded"]] == [("2026-03-02/export.csv", "skipped")]
+    # one row per file, the loaded rows untouched (path: where they were loaded from); nothing called a duplicate
+    assert q(wh, "select relative_path, count(*) from ops.landing_files group by 1 order by 1") == [
+        ("2026-03-01/old.jsonl", 1), ("2026-03-02/export.csv", 1), ("2026-03-02/new.jsonl.gz", 1)]
+    assert q(wh, "select relative_path, path, outcome, sha256, outcome_at, last_seen_at from ops.landing_files "
+                 "where outcome = 'loaded' order by 1") == loaded
+    assert q(wh, "select count(*) from ops.landing_files where reason like 'same bytes%%'") == [(0,)]
+    # a row still left out moves with the run that last saw it
+    assert q(wh, "select path from ops.landing_files where outcome = 'skipped'") == [
+        (str(other / "2026-03-02" / "export.csv"),)]
+    assert q(wh, "select count(*) from ops.load_log") == [(2,)]
+    assert q(wh, "select count(*) from raw.analytics_events") == [(5,)]
+
+
+def test_a_file_ledgered_before_relative_paths_is_recognised_under_another_mount(wh, tmp_path):
+    """Ledger rows from before file_ledger.relative_path (null there) match on the path's tail."""
+    land = tmp_path / "worker-a" / "landing"
+    write_file(land / "2026-03-02" / "a.jsonl", n=3)
+    run(wh, land)
+    with psycopg.connect(wh.conninfo("admin"), autocommit=True) as conn:
+        conn.execute("update ops.file_ledger set relative_path = null")
+        conn.execute("delete from ops.landing_files")
+    other = tmp_path / "worker-b" / "landing"
+    other.parent.mkdir()
+    other.symlink_to(land, target_is_directory=True)
+    res = run(wh, other)
+    assert (res["files_loaded"], res["files_skipped"], res["not_loaded"]) == (0, 1, [])
+    assert outcomes(wh) == [("2026-03-02/a.jsonl", "loaded", None, "2026-03-02", 3, 3, 0)]
+
+
 # ------------------------------------------------------------------------------------------ the command line
 
 def _landing_for_the_cli(tmp_path) -> Path:
