@@ -102,6 +102,7 @@ def reset_analytics(admin: str, landing: Path, last_day: str) -> dict:
     Rebuilt from raw.analytics_events rather than trusted: the plain-COPY stage truncates the ledger, the log and
     the quarantine, and the load stage recorded the files under the bench's sample path, not $HANDOFF_HOME's."""
     from handoff.load import analytics, batches  # noqa: PLC0415
+    from handoff.load.landing import is_data_name  # noqa: PLC0415 - the loader's own rule (any letter case)
 
     with psycopg.connect(admin) as conn, conn.cursor() as cur:
         loaded = {}
@@ -119,7 +120,7 @@ def reset_analytics(admin: str, landing: Path, last_day: str) -> dict:
         now, seen, files = datetime.now(UTC), set(), 0
         for folder in sorted(p for p in landing.iterdir() if p.is_dir() and p.name < last_day):
             start = datetime.fromisoformat(folder.name).replace(tzinfo=UTC)
-            for path in sorted(f for f in folder.iterdir() if f.name.endswith(analytics.FILE_SUFFIXES)):
+            for path in sorted(f for f in folder.iterdir() if is_data_name(f.name)):
                 sha = batches.sha256_file(path)
                 if sha in seen:
                     continue  # the same bytes twice: the loader skips the second copy
@@ -132,16 +133,16 @@ def reset_analytics(admin: str, landing: Path, last_day: str) -> dict:
                     " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'loaded', %s)",
                     [batch_id, str(path), analytics.SOURCE_KIND, start, start + timedelta(days=1), now, now,
                      n + bad, n, bad, sha])
-                cur.execute("insert into ops.file_ledger (sha256, path, size_bytes, file_date, batch_id, loaded_at)"
-                            " values (%s, %s, %s, %s, %s, %s)",
-                            [sha, str(path), path.stat().st_size, start.date(), batch_id, now])
+                cur.execute("insert into ops.file_ledger (sha256, path, size_bytes, file_date, batch_id, loaded_at,"
+                            " relative_path) values (%s, %s, %s, %s, %s, %s, %s)",
+                            [sha, str(path), path.stat().st_size, start.date(), batch_id, now,
+                             f"{folder.name}/{path.name}"])
                 files += 1
         conn.commit()
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("vacuum analyze raw.analytics_events")  # as after a night of autovacuum, not in the timing
     return {"history_files": files, "last_day_rows_removed": removed,
-            "last_day_files": sum(1 for f in (landing / last_day).iterdir()
-                                  if f.name.endswith(analytics.FILE_SUFFIXES))}
+            "last_day_files": sum(1 for f in (landing / last_day).iterdir() if is_data_name(f.name))}
 
 
 def make_day_new_to_dbt(admin: str, last_day: str) -> dict:

@@ -58,7 +58,6 @@ SOURCE_KIND = "analytics_file"
 EVENT_COLUMNS = ("_batch_id, _loaded_at, _source, _line, message_id, event_type, event_name, anonymous_id, "
                  "user_id, event_at, received_at, record")
 CALL_TYPES = frozenset({"page", "track", "identify", "screen", "group", "alias"})  # the Segment spec's calls
-FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz")  # lower case; see landing
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 DEFAULT_MAX_FIELD_BYTES = 64 << 10
 DEFAULT_MAX_FUTURE_SKEW_HOURS = 24.0
@@ -509,7 +508,7 @@ def load_file(conn: psycopg.Connection, path: Path, *, file_date: date | None, s
                                         interval_start=interval_start, interval_end=interval_end,
                                         started_at=started, sha256=sha256)
                     if not batches.claim_file(cur, sha256=sha256, path=path, file_date=file_date,
-                                              batch_id=batch_id, loaded_at=started):
+                                              batch_id=batch_id, loaded_at=started, relative=relative):
                         raise _AlreadyLoaded
                     try:
                         loaded = _copy_file(cur, path, batch_id=batch_id, loaded_at=started, source=source,
@@ -574,14 +573,15 @@ def load_file(conn: psycopg.Connection, path: Path, *, file_date: date | None, s
 
 _as_utc = landing.as_utc
 LOADED_OUTCOMES = ("loaded", "loaded_with_quarantine")
-# one row per file: a new outcome (or new bytes) replaces the old one and its time; a file still skipped or
-# rejected only has last_seen_at moved on; a file found loaded again writes nothing (the caller does not send it)
+# one row per file, keyed by its path under the landing folder (wherever a worker mounts it): a new outcome (or
+# new bytes) replaces the old one and its time; a file still skipped or rejected only has last_seen_at (and path)
+# moved on; a file found loaded again writes nothing (the caller does not send it)
 _UPSERT_LANDING = """
 insert into ops.landing_files (path, relative_path, source_kind, file_date, outcome, reason, sha256, size_bytes,
     batch_id, rows_read, rows_loaded, rows_quarantined, first_seen_at, outcome_at, last_seen_at)
 values (%s, %s, 'analytics_file', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-on conflict (path) do update set
-    relative_path = excluded.relative_path, file_date = excluded.file_date, outcome = excluded.outcome,
+on conflict (relative_path) do update set
+    path = excluded.path, file_date = excluded.file_date, outcome = excluded.outcome,
     reason = excluded.reason, sha256 = excluded.sha256, size_bytes = excluded.size_bytes,
     batch_id = excluded.batch_id, rows_read = excluded.rows_read, rows_loaded = excluded.rows_loaded,
     rows_quarantined = excluded.rows_quarantined,
@@ -619,46 +619,48 @@ class Planned:
 def plan(cur: psycopg.Cursor, entries: list[landing.Entry]) -> list[Planned]:
     """Decide every entry (reads the ledger and hashes the files not known loaded; writes nothing)."""
     known = {row[0]: row[1:] for row in cur.execute(
-        "select path, outcome, reason, sha256, outcome_at from ops.landing_files where path = any(%s)",
-        [[str(e.path) for e in entries]]).fetchall()}
+        "select relative_path, outcome, reason, sha256, outcome_at from ops.landing_files "
+        "where relative_path = any(%s)", [[e.relative for e in entries]]).fetchall()}
     loadable = [e for e in entries if e.action == landing.LOAD]
     quick_skip = _unchanged_since_loaded(cur, [e for e in loadable if e.late])
     shas: dict[Path, str] = {}
     unreadable: dict[Path, str] = {}
     for e in loadable:
-        was = known.get(str(e.path))
+        was = known.get(e.relative)
         if e.path in quick_skip or (e.late and was and was[0] == "rejected" and was[2] is None):
             continue
         try:
             shas[e.path] = batches.sha256_file(e.path)
         except OSError as exc:
             unreadable[e.path] = unreadable_reason(exc)
-    ledger = dict(cur.execute("select sha256, path from ops.file_ledger where sha256 = any(%s)",
-                              [list(shas.values())]).fetchall())
+    ledger = {sha: (path, rel) for sha, path, rel in cur.execute(
+        "select sha256, path, relative_path from ops.file_ledger where sha256 = any(%s)",
+        [list(shas.values())]).fetchall()}
     rejected_before = {r[0] for r in cur.execute(
         "select distinct sha256 from ops.load_log where status = 'rejected' and sha256 = any(%s)",
         [list(shas.values())]).fetchall()}
     first_of: dict[str, str] = {}
     out: list[Planned] = []
     for e in entries:
-        was = known.get(str(e.path))
+        was = known.get(e.relative)
         if e.action != landing.LOAD:
             out.append(Planned(e, e.action, e.reason, known=was))
             continue
         sha = shas.get(e.path)
         if e.path in quick_skip:
-            out.append(Planned(e, "already_loaded", known=was))
+            out.append(Planned(e, "already_loaded", sha256=quick_skip[e.path], known=was))
         elif e.path in unreadable:
             out.append(Planned(e, "reject", unreadable[e.path], known=was))
         elif sha is None:  # a late file rejected before as unreadable
             out.append(Planned(e, "previously_rejected", f"rejected before ({was[1]}); not retried by the late-file "
                                f"scan: rerun its own day ({e.file_date}) after fixing it", known=was))
         elif sha in ledger:
-            if ledger[sha] == str(e.path):
+            loaded_from, loaded_as = ledger[sha]
+            if _same_file(e, loaded_from, loaded_as):
                 out.append(Planned(e, "already_loaded", sha256=sha, known=was))
             else:
-                out.append(Planned(e, "duplicate", f"same bytes as {ledger[sha]}, already loaded (ops.file_ledger)",
-                                   sha, known=was))
+                out.append(Planned(e, "duplicate", f"same bytes as {loaded_as or loaded_from}, already loaded "
+                                   "(ops.file_ledger)", sha, known=was))
         elif sha in first_of:
             out.append(Planned(e, "duplicate", f"same bytes as {first_of[sha]}, loaded from there in this run",
                                sha, known=was))
@@ -671,28 +673,41 @@ def plan(cur: psycopg.Cursor, entries: list[landing.Entry]) -> list[Planned]:
     return out
 
 
+def _same_file(e: landing.Entry, loaded_from: str, loaded_as: str | None) -> bool:
+    """Whether the ledger row (path, relative_path) is this landing file: the same path under the landing folder,
+    wherever a worker mounts it. A row ledgered before relative_path was recorded (null) is this file when its
+    absolute path is this one's, or ends with this one's relative path (the same bytes at the same place under
+    another mount)."""
+    if loaded_as is not None:
+        return loaded_as == e.relative
+    return loaded_from == str(e.path) or loaded_from.endswith("/" + e.relative)
+
+
 def unreadable_reason(exc: OSError) -> str:
     return (f"unreadable: {exc.strerror or exc} ({type(exc).__name__}); nothing of it was loaded — fix the file "
             "or its storage, then rerun its day")
 
 
-def _unchanged_since_loaded(cur: psycopg.Cursor, late: list[landing.Entry]) -> set[Path]:
-    """Late files whose path is in the ledger with the same size and that were not modified since they were
-    loaded: skipped without re-hashing (the scan of earlier days stays cheap)."""
+def _unchanged_since_loaded(cur: psycopg.Cursor, late: list[landing.Entry]) -> dict[Path, str]:
+    """Late files whose relative path is in the ledger with the same size and that were not modified since they
+    were loaded, with the ledgered sha256: skipped without re-hashing (the scan of earlier days stays cheap).
+    Ledger rows from before relative_path was recorded match on the absolute path."""
     if not late:
-        return set()
-    rows = cur.execute("select path, size_bytes, max(loaded_at) from ops.file_ledger where path = any(%s) "
-                       "group by path, size_bytes", [[str(e.path) for e in late]]).fetchall()
-    ledger = {(p, size): loaded_at for p, size, loaded_at in rows}
-    skip = set()
+        return {}
+    rows = cur.execute(
+        "select coalesce(relative_path, path), relative_path is null, size_bytes, sha256, loaded_at "
+        "from ops.file_ledger where relative_path = any(%s) or (relative_path is null and path = any(%s)) "
+        "order by loaded_at", [[e.relative for e in late], [str(e.path) for e in late]]).fetchall()
+    ledger = {(key, legacy, size): (sha, loaded_at) for key, legacy, size, sha, loaded_at in rows}  # the latest
+    skip = {}
     for e in late:
         try:
             st = e.path.stat()
         except OSError:
             continue  # hashing it says what is wrong
-        loaded_at = ledger.get((str(e.path), st.st_size))
-        if loaded_at is not None and datetime.fromtimestamp(st.st_mtime, UTC) < loaded_at:
-            skip.add(e.path)
+        found = ledger.get((e.relative, False, st.st_size)) or ledger.get((str(e.path), True, st.st_size))
+        if found is not None and datetime.fromtimestamp(st.st_mtime, UTC) < found[1]:
+            skip[e.path] = found[0]
     return skip
 
 
@@ -748,25 +763,26 @@ def load_analytics_files(conninfo: str, landing_dir: str | os.PathLike, interval
             planned = plan(cur, entries)
             _record_known_loaded(cur, [p for p in planned if p.action == "already_loaded" and
                                        (p.known is None or p.known[0] not in LOADED_OUTCOMES)], run_at)
+            # every entry the run does not load, recorded before any file loads (one statement, one transaction)
+            _record_not_loaded(cur, [p for p in planned if p.action not in ("load", "already_loaded")], run_at)
         conn.commit()
         for p in planned:
             e = p.entry
-            if p.action == "already_loaded":
+            if p.action in ("already_loaded", "duplicate"):
                 summary["files_skipped"] += 1
-                continue
-            if p.action != "load":
-                if p.action == "duplicate":
-                    summary["files_skipped"] += 1
-                elif p.action == "previously_rejected":
-                    summary["files_previously_rejected"] += 1
-                elif p.action == "skip":
-                    summary["files_ignored"] += 1
-                else:
-                    summary["files_rejected"] += 1
-                    if p.known is None or p.known[0] != "rejected" or (e.file_date is not None and not e.late):
-                        failing.append(f"{e.relative}: {p.reason}")
-                _not_loaded(conn, summary, p, run_at)
-                continue
+            elif p.action == "previously_rejected":
+                summary["files_previously_rejected"] += 1
+            elif p.action == "skip":
+                summary["files_ignored"] += 1
+            elif p.action == "reject":
+                summary["files_rejected"] += 1
+                if p.known is None or p.known[0] != "rejected" or (e.file_date is not None and not e.late):
+                    failing.append(f"{e.relative}: {p.reason}")
+            if p.action not in ("load", "already_loaded"):
+                summary["not_loaded"].append(_listed(p))
+        loads = [p for p in planned if p.action == "load"]
+        for n, p in enumerate(loads):
+            e = p.entry
             log.info("loading %s%s", e.relative, " (late file)" if e.late else "")
             try:
                 res = load_file(conn, e.path, file_date=e.file_date, sha256=p.sha256,
@@ -781,17 +797,21 @@ def load_analytics_files(conninfo: str, landing_dir: str | os.PathLike, interval
                                               "since": None})
                 log.error("rejected %s", exc)
                 continue
-            except LoadError:
+            except LoadError as exc:
+                _record_stop(conn, p, loads[n + 1:], exc, interval_start=interval_start,
+                             interval_end=interval_end, run_at=run_at)
                 raise
             except OSError as exc:  # the file failed while read: its transaction was rolled back
                 failed = Planned(e, "reject", unreadable_reason(exc), p.sha256, p.known)
                 summary["files_rejected"] += 1
                 failing.append(f"{e.relative}: {failed.reason}")
-                _not_loaded(conn, summary, failed, run_at)
+                with conn.transaction(), conn.cursor() as cur:
+                    _record_not_loaded(cur, [failed], run_at)
+                summary["not_loaded"].append(_listed(failed))
                 continue
             except Exception as exc:
-                _record_failure(conn, e.path, p.sha256, interval_start=interval_start, interval_end=interval_end,
-                                exc=exc)
+                _record_stop(conn, p, loads[n + 1:], exc, interval_start=interval_start,
+                             interval_end=interval_end, run_at=run_at)
                 raise LoadError(f"loading {e.path} failed, nothing of it was committed: "
                                 f"{type(exc).__name__}: {exc}") from exc
             if res.status == "skipped":
@@ -805,6 +825,8 @@ def load_analytics_files(conninfo: str, landing_dir: str | os.PathLike, interval
                                      "rows_loaded": res.rows_loaded, "rows_quarantined": res.rows_quarantined})
             log.info("%s: %d read, %d loaded, %d quarantined", e.relative, res.rows_read, res.rows_loaded,
                      res.rows_quarantined)
+    order = {p.entry.relative: i for i, p in enumerate(planned)}
+    summary["not_loaded"].sort(key=lambda n: order[n["path"]])  # in the walk's order, like the entries
     if summary["not_loaded"]:
         log.warning("%d file(s) under %s were not loaded (ops.landing_files):\n%s", len(summary["not_loaded"]),
                     landing_dir, "\n".join(_line_of(n) for n in summary["not_loaded"]))
@@ -822,20 +844,31 @@ def _line_of(item: dict) -> str:
     return f"  {item['outcome']}: {item['path']}: {item['reason']}{since}"
 
 
-def _not_loaded(conn: psycopg.Connection, summary: dict, p: Planned, run_at: datetime) -> None:
-    """Record a file skipped or rejected (its row rewritten only if the outcome changed), and list it."""
-    e = p.entry
-    outcome = "rejected" if p.action in ("reject", "previously_rejected") else "skipped"
+def _outcome(p: Planned) -> str:
+    return "rejected" if p.action in ("reject", "previously_rejected") else "skipped"
+
+
+def _listed(p: Planned) -> dict:
+    """The file's entry in the summary's ``not_loaded``; ``since`` when the outcome is the one already recorded."""
+    outcome = _outcome(p)
     unchanged = p.known is not None and (p.action == "previously_rejected" or
                                          (p.known[0], p.known[1]) == (outcome, p.reason))
-    with conn.transaction(), conn.cursor() as cur:
-        if p.action == "previously_rejected":
-            cur.execute("update ops.landing_files set last_seen_at = %s where path = %s", [run_at, str(e.path)])
-        else:
-            cur.execute(_UPSERT_LANDING, [str(e.path), e.relative, e.file_date, outcome, p.reason, p.sha256,
-                                          _size(e.path), None, 0, 0, 0, run_at, run_at, run_at])
-    summary["not_loaded"].append({"path": e.relative, "outcome": outcome, "reason": p.reason,
-                                  "since": p.known[3].isoformat() if unchanged and p.known[3] else None})
+    return {"path": p.entry.relative, "outcome": outcome, "reason": p.reason,
+            "since": p.known[3].isoformat() if unchanged and p.known[3] else None}
+
+
+def _record_not_loaded(cur: psycopg.Cursor, planned: list[Planned], run_at: datetime) -> None:
+    """Record files skipped or rejected, all in the caller's transaction: one upsert statement for all of them (a
+    row is rewritten only if the outcome changed, else its last_seen_at moves on) and one update of last_seen_at
+    for the files rejected before and not retried."""
+    again = [p.entry.relative for p in planned if p.action == "previously_rejected"]
+    rows = [[str(p.entry.path), p.entry.relative, p.entry.file_date, _outcome(p), p.reason, p.sha256,
+             _size(p.entry.path), None, 0, 0, 0, run_at, run_at, run_at]
+            for p in planned if p.action != "previously_rejected"]
+    if again:
+        cur.execute("update ops.landing_files set last_seen_at = %s where relative_path = any(%s)", [run_at, again])
+    if rows:
+        cur.executemany(_UPSERT_LANDING, rows)
 
 
 def _size(path: Path) -> int | None:
@@ -849,30 +882,29 @@ def _size(path: Path) -> int | None:
 
 def _record_known_loaded(cur: psycopg.Cursor, planned: list[Planned], run_at: datetime) -> None:
     """Files found loaded (by the ledger) with no loaded row in ops.landing_files yet — loaded before that table
-    existed, or after an earlier outcome: their row, from the ledger and the batch that loaded them."""
+    existed, or after an earlier outcome: their row, from the ledger row of their bytes and the batch that loaded
+    them (``path`` is where that batch read the file)."""
     if not planned:
         return
-    rel = {str(p.entry.path): p.entry.relative for p in planned}
     cur.execute(
         """insert into ops.landing_files (path, relative_path, source_kind, file_date, outcome, reason, sha256,
                 size_bytes, batch_id, rows_read, rows_loaded, rows_quarantined, first_seen_at, outcome_at,
                 last_seen_at)
-            select distinct on (l.path) l.path, r.rel, 'analytics_file', l.file_date,
+            select l.path, r.rel, 'analytics_file', l.file_date,
                    case when b.rows_quarantined > 0 then 'loaded_with_quarantine' else 'loaded' end,
                    case when b.rows_quarantined > 0 then b.rows_quarantined || ' of ' || b.rows_read
                         || ' lines quarantined (raw.quarantine)' end,
                    l.sha256, l.size_bytes, l.batch_id, b.rows_read, b.rows_loaded, b.rows_quarantined,
                    %s, l.loaded_at, %s
             from ops.file_ledger l join ops.load_log b using (batch_id)
-            join unnest(%s::text[], %s::text[]) as r(path, rel) on r.path = l.path
-            order by l.path, l.loaded_at desc
-            on conflict (path) do update set
-                relative_path = excluded.relative_path, file_date = excluded.file_date, outcome = excluded.outcome,
+            join unnest(%s::text[], %s::text[]) as r(sha256, rel) on r.sha256 = l.sha256
+            on conflict (relative_path) do update set
+                path = excluded.path, file_date = excluded.file_date, outcome = excluded.outcome,
                 reason = excluded.reason, sha256 = excluded.sha256, size_bytes = excluded.size_bytes,
                 batch_id = excluded.batch_id, rows_read = excluded.rows_read, rows_loaded = excluded.rows_loaded,
                 rows_quarantined = excluded.rows_quarantined, outcome_at = excluded.outcome_at,
                 last_seen_at = excluded.last_seen_at""",
-        [run_at, run_at, list(rel), list(rel.values())])
+        [run_at, run_at, [p.sha256 for p in planned], [p.entry.relative for p in planned]])
 
 
 def record_loaded(cur: psycopg.Cursor, *, path: Path, relative: str, file_date: date | None, sha256: str,
@@ -892,6 +924,28 @@ def problems_since(conninfo: str, since: datetime) -> list[tuple[str, str, str, 
             "select relative_path, outcome, reason, outcome_at from ops.landing_files "
             "where outcome in ('skipped', 'rejected') and last_seen_at >= %s order by outcome, relative_path",
             [since]).fetchall()
+
+
+def _record_stop(conn: psycopg.Connection, failed: Planned, not_reached: list[Planned], exc: Exception, *,
+                 interval_start: datetime, interval_end: datetime, run_at: datetime) -> None:
+    """A load that stops the run: the failing file's ops.load_log row (status failed), then in one transaction its
+    ops.landing_files row (rejected, the error as the reason) and a row for each file the run had still to load
+    (skipped: not reached), so every file seen has its row. Best effort: the caller raises the error anyway."""
+    e = failed.entry
+    _record_failure(conn, e.path, failed.sha256, interval_start=interval_start, interval_end=interval_end, exc=exc)
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    rows = [Planned(e, "reject", f"load failed, nothing of it was committed: {error}; the run stopped here, the "
+                    "next run tries it again", failed.sha256, failed.known)]
+    rows += [Planned(p.entry, "skip", f"not loaded: the run stopped at {e.relative} (a load failed: "
+                     f"{type(exc).__name__}) before reaching it; the next run loads it", p.sha256, p.known)
+             for p in not_reached]
+    try:
+        if conn.closed or conn.broken:
+            return
+        with conn.transaction(), conn.cursor() as cur:
+            _record_not_loaded(cur, rows, run_at)
+    except psycopg.Error:
+        log.exception("could not record in ops.landing_files that loading %s failed", e.relative)
 
 
 def _record_failure(conn: psycopg.Connection, path: Path, sha: str | None, *, interval_start: datetime,

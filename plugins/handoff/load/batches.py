@@ -102,14 +102,15 @@ def finish_batch(cur: psycopg.Cursor, batch_id: uuid.UUID, *, rows_read: int, ro
 
 
 def claim_file(cur: psycopg.Cursor, *, sha256: str, path: Path, file_date: date | None,
-               batch_id: uuid.UUID, loaded_at: datetime) -> bool:
+               batch_id: uuid.UUID, loaded_at: datetime, relative: str | None = None) -> bool:
     """Insert the file's ledger row inside the batch's transaction. False when the same bytes are already
-    loaded (or being loaded by a concurrent loader, which we wait for): the caller rolls back and skips."""
+    loaded (or being loaded by a concurrent loader, which we wait for): the caller rolls back and skips.
+    ``relative``: the file's path under the analytics landing folder (its identity wherever it is mounted)."""
     size = os.stat(path).st_size
     row = cur.execute(
-        "insert into ops.file_ledger (sha256, path, size_bytes, file_date, batch_id, loaded_at) "
-        "values (%s, %s, %s, %s, %s, %s) on conflict (sha256) do nothing returning sha256",
-        [sha256, str(path), size, file_date, batch_id, loaded_at]).fetchone()
+        "insert into ops.file_ledger (sha256, path, size_bytes, file_date, batch_id, loaded_at, relative_path) "
+        "values (%s, %s, %s, %s, %s, %s, %s) on conflict (sha256) do nothing returning sha256",
+        [sha256, str(path), size, file_date, batch_id, loaded_at, relative]).fetchone()
     return row is not None
 
 

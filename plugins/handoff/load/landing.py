@@ -100,6 +100,18 @@ def scan(landing: Path, interval_start: datetime, interval_end: datetime, *, inc
     def day_start(day: date) -> datetime:
         return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
+    def descend(path: Path, rel: str, parent_day: date | None, day: date | None, *, segment: bool,
+                later: bool = False) -> None:
+        """Walk a sub-folder unless it is one already walked (a link back up: a loop), for both walks."""
+        try:
+            st = path.stat()
+            if (st.st_dev, st.st_ino) in walked:
+                out.append(Entry(path, rel + "/", SKIP, "link to a folder already looked into (a loop)", parent_day))
+                return
+        except OSError:
+            pass  # walk() reports it
+        walk(path, rel + "/", day, segment, later)
+
     def walk(folder: Path, prefix: str, day: date | None, segment: bool, later: bool = False) -> None:
         try:
             st = folder.stat()
@@ -115,7 +127,7 @@ def scan(landing: Path, interval_start: datetime, interval_end: datetime, *, inc
             path = Path(child.path)
             if later:
                 if _is_dir(child):
-                    walk(path, rel + "/", day, segment, later=True)
+                    descend(path, rel, day, day, segment=segment, later=True)
                 else:
                     out.append(Entry(path, rel, LATER, f"its day ({day}) is after this run's interval: the run for "
                                      "that day looks at it", day))
@@ -130,22 +142,15 @@ def scan(landing: Path, interval_start: datetime, interval_end: datetime, *, inc
                 found = folder_day(child.name)
                 if found and day_start(found[0]) >= end:
                     if include_later:  # a day at or after the interval's end: its own run loads it
-                        walk(path, rel + "/", found[0], found[1] == "segment", later=True)
+                        descend(path, rel, day, found[0], segment=found[1] == "segment", later=True)
                     continue
                 if is_data_name(child.name):
                     out.append(Entry(path, rel + "/", REJECT, "unreadable: a folder named like a data file; not "
                                      "loaded and not looked into (rename it, or move its files into a day folder)",
                                      day, _late(day, start)))
                     continue
-                try:
-                    st = path.stat()
-                    if (st.st_dev, st.st_ino) in walked:
-                        out.append(Entry(path, rel + "/", SKIP, "link to a folder already looked into (a loop)",
-                                         day))
-                        continue
-                except OSError:
-                    pass  # walk() reports it
-                walk(path, rel + "/", found[0] if found else day, found[1] == "segment" if found else segment)
+                descend(path, rel, day, found[0] if found else day,
+                        segment=found[1] == "segment" if found else segment)
                 continue
             out.append(_file_entry(child, path, rel, day, segment=segment, start=start))
     if not landing.is_dir():

@@ -89,14 +89,22 @@ create table if not exists ops.file_ledger (
     batch_id    uuid        not null references ops.load_log (batch_id),
     loaded_at   timestamptz not null
 );
+-- an analytics file's path under the landing folder (= ops.landing_files.relative_path): which landing file these
+-- bytes were loaded as, wherever the worker that loaded it mounted the folder; null for CRM exports and for files
+-- ledgered before this column (those are matched by path)
+alter table ops.file_ledger add column if not exists relative_path text;
+create index if not exists file_ledger_relative_path_idx on ops.file_ledger (relative_path)
+    where relative_path is not null;
 
 -- Every file the analytics loader saw under its landing folder, with what became of it: one row per file (its
--- path), written when the outcome is decided and rewritten only when it changes (a rerun that finds a loaded file
+-- path relative to the landing folder, so workers that mount the folder at different places agree on which file
+-- it is; the sha256 ledger makes loads exactly-once), written when the outcome is decided and rewritten only when it changes (a rerun that finds a loaded file
 -- loaded again writes nothing). Files still skipped or rejected get last_seen_at moved on by every run that sees
 -- them, so "what did this run leave out" is `last_seen_at >= <run start> and outcome in ('skipped', 'rejected')`.
 create table if not exists ops.landing_files (
-    path             text        primary key,  -- absolute; = ops.load_log.source, ops.file_ledger.path, raw _source
-    relative_path    text        not null,     -- under the landing folder the run read
+    path             text        not null,     -- absolute, as the run that last wrote the row saw it (for a loaded
+                                               -- file = ops.load_log.source, ops.file_ledger.path, raw _source)
+    relative_path    text        primary key,  -- under the landing folder: the file's identity
     source_kind      text        not null,     -- analytics_file
     file_date        date,                     -- from its YYYY-MM-DD/ or Segment <day-as-unix-ms>/ folder
     outcome          text        not null,     -- loaded, loaded_with_quarantine, rejected, skipped
@@ -116,6 +124,41 @@ create table if not exists ops.landing_files (
 );
 create index if not exists landing_files_open_idx on ops.landing_files (last_seen_at)
     where outcome in ('rejected', 'skipped');
+
+-- From the earlier layout, keyed by the absolute path: a worker that mounted the landing folder elsewhere gave
+-- a loaded file a second row ('skipped: same bytes as /other/mount/...'). Done once, when the key is still `path`:
+-- the ledger's relative_path is filled in from the loaded rows; then one row is kept per relative path (a loaded
+-- one first, else the latest outcome; first_seen_at/last_seen_at span the rows merged) and it becomes the key.
+do $$
+declare
+    old_key text;
+begin
+    select c.conname into old_key
+    from pg_constraint c join pg_attribute a on a.attrelid = c.conrelid and a.attnum = any (c.conkey)
+    where c.conrelid = 'ops.landing_files'::regclass and c.contype = 'p' and a.attname = 'path';
+    if old_key is not null then
+        lock table ops.landing_files in access exclusive mode;
+        lock table ops.file_ledger in share row exclusive mode;
+        update ops.file_ledger l set relative_path = f.relative_path
+        from ops.landing_files f
+        where l.relative_path is null and f.batch_id = l.batch_id and f.sha256 = l.sha256
+          and f.outcome in ('loaded', 'loaded_with_quarantine');
+        update ops.landing_files f set first_seen_at = g.first_seen_at, last_seen_at = g.last_seen_at
+        from (select relative_path, min(first_seen_at) as first_seen_at, max(last_seen_at) as last_seen_at
+              from ops.landing_files group by relative_path having count(*) > 1) g
+        where f.relative_path = g.relative_path;
+        delete from ops.landing_files where ctid in (
+            select ctid from (
+                select ctid, row_number() over (
+                    partition by relative_path
+                    order by outcome in ('loaded', 'loaded_with_quarantine') desc, outcome_at desc, path) as n
+                from ops.landing_files) ranked
+            where n > 1);
+        execute format('alter table ops.landing_files drop constraint %I', old_key);
+        alter table ops.landing_files add constraint landing_files_pkey primary key (relative_path);
+    end if;
+end
+$$;
 
 create table if not exists ops.crm_watermarks (
     object_type text primary key,

@@ -135,6 +135,10 @@ def test_skipped_files_are_recorded_with_their_reason_and_the_run_stays_green(wh
     # nothing but the good file reached the ledger, load_log or raw
     assert q(wh, "select count(*) from ops.file_ledger") == [(1,)]
     assert q(wh, "select count(*) from ops.load_log") == [(1,)]
+    # the eight were recorded together, before the load (one transaction: one xmin), not one transaction each
+    assert q(wh, "select count(*), count(distinct xmin::text) from ops.landing_files where outcome = 'skipped'") \
+        == [(8, 1)]
+    assert q(wh, "select count(distinct xmin::text) from ops.landing_files") == [(2,)]
 
 
 def test_unreadable_entries_are_rejected_by_name_and_the_other_files_load(wh, tmp_path, caplog):
@@ -296,6 +300,142 @@ def test_a_copy_of_loaded_bytes_is_skipped_naming_the_loaded_file(wh, tmp_path):
          "2026-03-02", 0, 0, 0)]
 
 
+def _refuse_every_row(monkeypatch):
+    """PostgreSQL refuses more rows than the loader quarantines one by one (MAX_COPY_RETRIES = 0): a LoadError."""
+    real = analytics.LineJudge.judge
+
+    def judge(self, raw):
+        verdict, payload = real(self, raw)
+        if verdict == analytics.LOAD and b"2026-03-02-0000010" in raw:  # b.jsonl's lines only
+            payload = (*payload[:5], "not-a-timestamp", payload[6])
+        return verdict, payload
+
+    monkeypatch.setattr(analytics.LineJudge, "judge", judge)
+    monkeypatch.setattr(analytics, "MAX_COPY_RETRIES", 0)
+
+
+def _raise_on_b(monkeypatch):
+    """An unexpected exception while b.jsonl loads (the test seam: load_file)."""
+    real = analytics.load_file
+
+    def load_file(conn, path, **kw):
+        if path.name == "b.jsonl":
+            raise RuntimeError("boom")
+        return real(conn, path, **kw)
+
+    monkeypatch.setattr(analytics, "load_file", load_file)
+
+
+@pytest.mark.parametrize(("seam", "error"), [
+    (_raise_on_b, r"loading .*b\.jsonl failed, nothing of it was committed: RuntimeError: boom"),
+    (_refuse_every_row, r"b\.jsonl: PostgreSQL refused more than 0 rows")])
+def test_a_load_that_stops_the_run_still_leaves_one_row_per_file(wh, tmp_path, monkeypatch, seam, error):
+    from handoff.load import landing
+
+    land = tmp_path / "l"
+    day = land / "2026-03-02"
+    write_file(day / "a.jsonl", n=3)
+    write_file(day / "b.jsonl", n=3, start=100)  # its load fails
+    write_file(day / "c.jsonl", n=3, start=200)  # a file the run had still to load
+    (day / "d.csv").write_text("x\n")  # skip and reject entries after the failing file
+    (day / "e.ndjson").mkdir()
+    write_file(land / "undated.jsonl", n=1, start=300)
+    seam(monkeypatch)
+
+    with pytest.raises(analytics.LoadError, match=error):
+        run(wh, land)
+
+    seen = [e.relative for e in landing.scan(land, DAY, DAY + timedelta(days=1))]
+    assert q(wh, "select relative_path, count(*) from ops.landing_files group by 1 order by 1") == [
+        (r, 1) for r in sorted(seen)]
+    rows = {r[0]: r[1:3] for r in outcomes(wh)}
+    assert rows["2026-03-02/a.jsonl"] == ("loaded", None)
+    outcome, reason = rows["2026-03-02/b.jsonl"]
+    assert outcome == "rejected"
+    assert reason.startswith("load failed, nothing of it was committed: ")
+    assert reason.endswith("; the run stopped here, the next run tries it again")
+    assert ("RuntimeError: boom" in reason) if seam is _raise_on_b else ("LoadError: " in reason)
+    assert rows["2026-03-02/c.jsonl"][0] == "skipped"
+    assert rows["2026-03-02/c.jsonl"][1].startswith("not loaded: the run stopped at 2026-03-02/b.jsonl (a load "
+                                                    "failed: ")
+    assert rows["2026-03-02/d.csv"] == ("skipped", UNSUPPORTED_CSV)
+    assert rows["2026-03-02/e.ndjson/"][0] == "rejected"
+    assert rows["undated.jsonl"][0] == "skipped"
+    # the failing file's attempt is in load_log (failed), with the bytes it was about; nothing of it committed
+    assert q(wh, "select status, sha256 is not null from ops.load_log where source like '%%b.jsonl'") == [
+        ("failed", True)]
+    assert q(wh, "select count(*) from raw.analytics_events where _source like '%%b.jsonl'") == [(0,)]
+
+    monkeypatch.undo()  # fixed: the day's rerun loads b and c, still one row per file
+    with pytest.raises(FilesRejected):  # e.ndjson/ is still a folder named like a data file
+        run(wh, land)
+    assert q(wh, "select relative_path, count(*) from ops.landing_files group by 1 order by 1") == [
+        (r, 1) for r in sorted(seen)]
+    assert [r[:2] for r in outcomes(wh) if r[0].endswith(".jsonl")] == [
+        ("2026-03-02/a.jsonl", "loaded"), ("2026-03-02/b.jsonl", "loaded"), ("2026-03-02/c.jsonl", "loaded"),
+        ("undated.jsonl", "skipped")]
+
+
+@pytest.mark.parametrize("how", ["symlink", "copy"])
+def test_the_landing_folder_mounted_elsewhere_is_already_loaded_not_a_duplicate(wh, tmp_path, how):
+    """A worker that mounts the landing folder at another path (Celery/Kubernetes workers) sees the same files:
+    identity is the path under the landing folder, so they are already loaded, with no second row."""
+    land = tmp_path / "worker-a" / "landing"
+    write_file(land / "2026-03-01" / "old.jsonl", n=2, day="2026-03-01")
+    write_file(land / "2026-03-02" / "new.jsonl.gz", n=3)
+    (land / "2026-03-02" / "export.csv").write_text("x\n")
+    run(wh, land)
+    loaded = q(wh, "select relative_path, path, outcome, sha256, outcome_at, last_seen_at from ops.landing_files "
+                   "where outcome = 'loaded' order by 1")
+    assert [r[:3] for r in loaded] == [("2026-03-01/old.jsonl", str(land / "2026-03-01" / "old.jsonl"), "loaded"),
+                                      ("2026-03-02/new.jsonl.gz", str(land / "2026-03-02" / "new.jsonl.gz"), "loaded")]
+    assert q(wh, "select relative_path from ops.file_ledger order by 1") == [
+        ("2026-03-01/old.jsonl",), ("2026-03-02/new.jsonl.gz",)]
+
+    other = tmp_path / "worker-b" / "mnt" / "landing"
+    other.parent.mkdir(parents=True)
+    if how == "symlink":  # the same files (the late file's mtime is older than its load: recognised unread)
+        other.symlink_to(land, target_is_directory=True)
+    else:  # copies with new mtimes: every file is hashed, and its bytes are in the ledger under its own name
+        shutil.copytree(land, other, copy_function=shutil.copy)
+
+    assert [(p.relative, p.action) for p in analytics.dry_run(wh.conninfo("loader"), other, DAY,
+                                                             DAY + timedelta(days=1))] == [
+        ("2026-03-01/old.jsonl", "already_loaded"), ("2026-03-02/export.csv", "skip"),
+        ("2026-03-02/new.jsonl.gz", "already_loaded")]
+    for day in (DAY, DAY + timedelta(days=1)):  # the day again, and the next day's late-file scan
+        res = run(wh, other, day)
+        assert (res["files_loaded"], res["files_skipped"], res["files_ignored"]) == (0, 2, 1)
+        assert [(n["path"], n["outcome"]) for n in res["not_loaded"]] == [("2026-03-02/export.csv", "skipped")]
+    # one row per file, the loaded rows untouched (path: where they were loaded from); nothing called a duplicate
+    assert q(wh, "select relative_path, count(*) from ops.landing_files group by 1 order by 1") == [
+        ("2026-03-01/old.jsonl", 1), ("2026-03-02/export.csv", 1), ("2026-03-02/new.jsonl.gz", 1)]
+    assert q(wh, "select relative_path, path, outcome, sha256, outcome_at, last_seen_at from ops.landing_files "
+                 "where outcome = 'loaded' order by 1") == loaded
+    assert q(wh, "select count(*) from ops.landing_files where reason like 'same bytes%%'") == [(0,)]
+    # a row still left out moves with the run that last saw it
+    assert q(wh, "select path from ops.landing_files where outcome = 'skipped'") == [
+        (str(other / "2026-03-02" / "export.csv"),)]
+    assert q(wh, "select count(*) from ops.load_log") == [(2,)]
+    assert q(wh, "select count(*) from raw.analytics_events") == [(5,)]
+
+
+def test_a_file_ledgered_before_relative_paths_is_recognised_under_another_mount(wh, tmp_path):
+    """Ledger rows from before file_ledger.relative_path (null there) match on the path's tail."""
+    land = tmp_path / "worker-a" / "landing"
+    write_file(land / "2026-03-02" / "a.jsonl", n=3)
+    run(wh, land)
+    with psycopg.connect(wh.conninfo("admin"), autocommit=True) as conn:
+        conn.execute("update ops.file_ledger set relative_path = null")
+        conn.execute("delete from ops.landing_files")
+    other = tmp_path / "worker-b" / "landing"
+    other.parent.mkdir()
+    other.symlink_to(land, target_is_directory=True)
+    res = run(wh, other)
+    assert (res["files_loaded"], res["files_skipped"], res["not_loaded"]) == (0, 1, [])
+    assert outcomes(wh) == [("2026-03-02/a.jsonl", "loaded", None, "2026-03-02", 3, 3, 0)]
+
+
 # ------------------------------------------------------------------------------------------ the command line
 
 def _landing_for_the_cli(tmp_path) -> Path:
@@ -398,3 +538,30 @@ def test_the_demo_summary_counts_the_landing_outcomes_and_names_the_problems(wh,
             "2 skipped, 1 rejected") in text
     assert "  rejected 2026-03-02/dir.ndjson/: unreadable: a folder named like a data file" in text
     assert f"  skipped 2026-03-02/export.csv: {UNSUPPORTED_CSV}" in text
+
+
+def test_the_dry_runs_walk_of_later_days_stops_at_a_loop_as_the_runs_walk_does(tmp_path):
+    """The walk of days after the interval (listed by --dry-run) has the main walk's guard: a link back to a folder
+    already walked is listed once as a loop, not followed until the system gives up (ELOOP)."""
+    from handoff.load import landing
+
+    land = tmp_path / "l"
+    write_file(land / "2026-03-02" / "a.jsonl", n=1)
+    write_file(land / "2026-03-03" / "b.jsonl", n=1, day="2026-03-03")
+    (land / "2026-03-03" / "hour=01").mkdir()
+    back = land / "2026-03-03" / "hour=01" / "back"
+    back.symlink_to(land / "2026-03-03")  # a link back to the later day's folder
+    later = ("2026-03-03/b.jsonl", "later", "its day (2026-03-03) is after this run's interval: the run for that "
+                                            "day looks at it")
+    loop = "link to a folder already looked into (a loop)"
+
+    def listed() -> list[tuple]:
+        return [(e.relative, e.action, e.reason)
+                for e in landing.scan(land, DAY, DAY + timedelta(days=1), include_later=True)]
+
+    assert listed() == [("2026-03-02/a.jsonl", "load", None), later, ("2026-03-03/hour=01/back/", "skip", loop)]
+    back.unlink()
+    (land / "2026-03-03" / "up").symlink_to(land)  # a link back to the landing folder itself
+    assert listed() == [("2026-03-02/a.jsonl", "load", None), later, ("2026-03-03/up/", "skip", loop)]
+    # the run itself does not walk the later day at all
+    assert [e.relative for e in landing.scan(land, DAY, DAY + timedelta(days=1))] == ["2026-03-02/a.jsonl"]
