@@ -131,10 +131,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _report_landing(since: datetime, limit: int = 20) -> None:
     """Name the analytics files a run since ``since`` skipped or rejected (ops.landing_files)."""
     from handoff import warehouse  # noqa: PLC0415
-    from handoff.load import analytics  # noqa: PLC0415
+    from handoff.load import landing_log  # noqa: PLC0415
 
     try:
-        rows = analytics.problems_since(warehouse.target().conninfo("loader"), since)
+        rows = landing_log.problems_since(warehouse.target().conninfo("loader"), since)
     except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more than this report
         log(f"could not read ops.landing_files: {exc}")
         return
@@ -151,7 +151,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     """``handoff load analytics``: load the analytics landing folder now (for one day's interval), or with
     ``--dry-run`` list what a run would do with every file under it."""
     from handoff import airflow_run, sources, warehouse  # noqa: PLC0415
-    from handoff.load import analytics  # noqa: PLC0415
+    from handoff.load import analytics, landing_log  # noqa: PLC0415
 
     try:
         cfg = sources.load().analytics
@@ -166,7 +166,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     conninfo = warehouse.target().conninfo("loader")
     if args.dry_run:
         try:
-            planned = analytics.dry_run(conninfo, landing_dir, start, end)
+            planned = landing_log.dry_run(conninfo, landing_dir, start, end)
         except analytics.LoadError as exc:
             raise CliError(str(exc)) from None
         print(f"{landing_dir}: what the run for {day} (interval {day}T00:00Z → {end.date()}T00:00Z) would do; "

@@ -9,6 +9,7 @@ transaction so the failure stays visible in ops.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import uuid
 from collections import Counter
@@ -24,6 +25,9 @@ from handoff.load import copytext
 
 RAW_TEXT_LIMIT = 4096  # characters of an offending line/record kept in raw.quarantine.raw_text
 QUARANTINE_COLUMNS = "_batch_id, _loaded_at, _source, _line, record_ref, raw_text, reason"
+
+
+log = logging.getLogger(__name__)
 
 
 class LoadError(RuntimeError):
@@ -127,6 +131,22 @@ def record_failed_batch(conn: psycopg.Connection, batch_id: uuid.UUID, *, source
             "values (%s, %s, %s, %s, %s, %s, clock_timestamp(), %s, %s, %s, %s, %s, %s)",
             [batch_id, source, source_kind, interval_start, interval_end, started_at, rows_read, rows_loaded,
              rows_quarantined, status, error, sha256])
+
+
+def record_failure(conn: psycopg.Connection, *, source: str, source_kind: str, interval_start: datetime | None,
+                   interval_end: datetime | None, error: str, sha256: str | None,
+                   batch_id: uuid.UUID | None = None, started_at: datetime | None = None) -> None:
+    """The 'failed' load_log row of a load that could not be done, in a transaction of its own; best effort: a
+    connection already lost writes nothing, and a failure to write is logged, so the caller's own error (the one
+    that matters) is what gets raised."""
+    try:
+        if conn.closed or conn.broken:
+            return
+        record_failed_batch(conn, batch_id or uuid.uuid4(), source=source, source_kind=source_kind,
+                            interval_start=interval_start, interval_end=interval_end,
+                            started_at=started_at or now(), status="failed", error=error[:2000], sha256=sha256)
+    except psycopg.Error:
+        log.exception("could not record the failure of %s in ops.load_log", source)
 
 
 def known_checksums(cur: psycopg.Cursor, shas: Iterable[str]) -> set[str]:

@@ -385,7 +385,8 @@ def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapp
         shas = {p: batches.sha256_file(p) for p in files}
     except OSError as exc:
         error = f"{exc.filename or path}: cannot be read: {exc.strerror or exc}"
-        _record_failure(conn, uuid.uuid4(), str(path), interval_end, error, sha256=None)
+        batches.record_failure(conn, source=str(path), source_kind=SOURCE_KIND, interval_start=None,
+                               interval_end=interval_end, error=error, sha256=None)
         raise LoadError(error) from exc
     with conn.cursor() as cur:
         known = batches.known_checksums(cur, shas.values())
@@ -488,7 +489,9 @@ def _load_object(conn: psycopg.Connection, csv_dir: Path, mapping: CsvObjectMapp
             raise
         except Exception as exc:
             error = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
-            _record_failure(conn, batch_id, source, interval_end, error[:2000], sha256=batch_sha, started=started)
+            batches.record_failure(conn, source=source, source_kind=SOURCE_KIND, interval_start=None,
+                                   interval_end=interval_end, error=error, sha256=batch_sha, batch_id=batch_id,
+                                   started_at=started)
             raise
     if path not in new:
         log.info("%s: new history export %s: the unchanged contacts re-emitted with it", path, hist_path)
@@ -517,19 +520,6 @@ def _orphan_history(hist_path: Path | None, path: Path, lines: Mapping[str, list
     return count
 
 
-def _record_failure(conn: psycopg.Connection, batch_id: uuid.UUID, source: str, interval_end: datetime, error: str,
-                    *, sha256: str | None, started: datetime | None = None) -> None:
-    """The load_log row (status failed) of a CSV load that could not be done, in a transaction of its own."""
-    try:
-        if conn.closed or conn.broken:
-            return
-        batches.record_failed_batch(conn, batch_id, source=source, source_kind=SOURCE_KIND, interval_start=None,
-                                    interval_end=interval_end, started_at=started or batches.now(),
-                                    status="failed", error=error, sha256=sha256)
-    except psycopg.Error:
-        log.exception("could not record the failure of %s in ops.load_log", source)
-
-
 def load_crm_csv(conninfo: str, csv_dir: str | os.PathLike, mapping: Mapping[str, Any], *,
                  interval_end: datetime, max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
                  dates: CsvDates | Mapping[str, Any] | None = None) -> dict:
@@ -548,7 +538,8 @@ def load_crm_csv(conninfo: str, csv_dir: str | os.PathLike, mapping: Mapping[str
     with psycopg.connect(conninfo) as conn:
         if not csv_dir.is_dir():
             error = f"CRM CSV folder {csv_dir} does not exist (crm.csv_dir in config/sources.yml)"
-            _record_failure(conn, uuid.uuid4(), str(csv_dir), interval_end, error, sha256=None)
+            batches.record_failure(conn, source=str(csv_dir), source_kind=SOURCE_KIND, interval_start=None,
+                                   interval_end=interval_end, error=error, sha256=None)
             raise LoadError(error)
         for obj, spec in parsed.items():
             if obj == HISTORY_OBJECT:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+SOURCE_KIND = "analytics_file"  # ops.load_log.source_kind (and ops.landing_files.source_kind) of a file batch
 DATA_SUFFIXES = (".jsonl", ".ndjson", ".json")
 GZIP_SUFFIX = ".gz"
 LOAD, SKIP, REJECT, LATER = "load", "skip", "reject", "later"

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "plugins"))
 sys.path.insert(0, str(REPO))
 
 from handoff import warehouse  # noqa: E402
-from handoff.load import analytics  # noqa: E402
+from handoff.load import analytics, lines  # noqa: E402
 
 from tests.plugins.load.events import write_file  # noqa: E402
 
@@ -52,12 +52,12 @@ def main() -> None:
         path = write_file(landing / "2026-03-02" / ("events.jsonl.gz" if args.gz else "events.jsonl"),
                           n=args.lines)
         # the exact rows the loader writes, pre-formatted in memory
-        judge = analytics.LineJudge(datetime(2026, 3, 3, tzinfo=UTC))
+        judge = lines.LineJudge(datetime(2026, 3, 3, tzinfo=UTC))
         batch, loaded_at = uuid.uuid4(), datetime.now(UTC)
         prefix = f"{batch}\t{loaded_at.isoformat()}\t{path}\t"
         buffers, out, size, n = [], [], 0, 0
-        for item in analytics._split_lines(path, analytics.DEFAULT_MAX_LINE_BYTES):
-            if isinstance(item, analytics._Tail):
+        for item in lines.split_lines(path, lines.DEFAULT_MAX_LINE_BYTES):
+            if isinstance(item, lines.Tail):
                 break
             body = item[0]
             for ln, (raw, esc) in enumerate(zip(body.split(b"\n"), analytics.copytext.escape_lines(body).split(

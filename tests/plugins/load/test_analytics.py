@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from handoff.load import analytics
+from handoff.load import analytics, lines
 from handoff.load.analytics import BadShareExceeded
 
 from tests.plugins.load.events import line, write_file
@@ -104,8 +104,8 @@ def test_oversized_line_is_quarantined_without_holding_it(wh, tmp_path):
 
 def test_oversized_line_spanning_chunks(wh, tmp_path, monkeypatch):
     """A line longer than max_line_bytes that spans several read chunks is skipped chunk by chunk."""
-    monkeypatch.setattr(analytics, "CHUNK_BYTES", 1000)
-    monkeypatch.setattr(analytics._read_chunks, "__defaults__", (1000,))
+    monkeypatch.setattr(lines, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(lines.read_chunks, "__defaults__", (1000,))
     big = b'{"pad":"' + b"z" * 10_000 + b'"}'
     write_file(tmp_path / "l" / "2026-03-02" / "big.jsonl", [line(1), big, line(3), line(4)])
     res = run(wh, tmp_path / "l", max_bad_share=0.5, max_line_bytes=3000)
@@ -216,15 +216,15 @@ def test_missing_landing_folder_says_so(wh, tmp_path):
 def test_row_postgres_refuses_is_quarantined_and_the_rest_loads(wh, tmp_path, monkeypatch):
     """If PostgreSQL refuses a row the validator let through, that row is quarantined with PostgreSQL's reason
     and the file is loaded again without it (one transaction, nothing doubled)."""
-    real = analytics.LineJudge.judge
+    real = lines.LineJudge.judge
 
     def judge(self, raw):  # a validator gap: a timestamp Python accepts and PostgreSQL does not
         verdict, payload = real(self, raw)
-        if verdict == analytics.LOAD and b"00000003" in raw:
+        if verdict == lines.LOAD and b"00000003" in raw:
             payload = (*payload[:5], "not-a-timestamp", payload[6])
         return verdict, payload
 
-    monkeypatch.setattr(analytics.LineJudge, "judge", judge)
+    monkeypatch.setattr(lines.LineJudge, "judge", judge)
     write_file(tmp_path / "l" / "2026-03-02" / "e.jsonl", n=6)
     res = run(wh, tmp_path / "l", max_bad_share=0.5)
     assert (res["rows_loaded"], res["rows_quarantined"]) == (5, 1)

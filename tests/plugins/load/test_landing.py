@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from handoff import cli
-from handoff.load import analytics, batches
+from handoff.load import analytics, batches, landing_log, lines
 from handoff.load.analytics import FilesRejected
 
 from tests.plugins.load.events import line, write_file
@@ -205,15 +205,15 @@ def test_an_io_error_mid_file_rejects_it_whole_instead_of_cutting_it_short(wh, t
     land = tmp_path / "l"
     flaky = write_file(land / "2026-03-02" / "flaky.jsonl", n=2000)
     write_file(land / "2026-03-02" / "ok.jsonl", n=4, start=10_000)
-    monkeypatch.setattr(analytics, "CHUNK_BYTES", 4096)
-    monkeypatch.setattr(analytics._read_chunks, "__defaults__", (4096,))
+    monkeypatch.setattr(lines, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(lines.read_chunks, "__defaults__", (4096,))
 
     def fake_open(path, mode="r", *a, **kw):
         if Path(path) == flaky:
             return _FailingFile(io.FileIO(path, "rb"))
         return open(path, mode, *a, **kw)
 
-    monkeypatch.setattr(analytics, "open", fake_open, raising=False)
+    monkeypatch.setattr(lines, "open", fake_open, raising=False)  # the module that reads the file
     with pytest.raises(FilesRejected, match=r"flaky.jsonl: unreadable: Input/output error \(OSError\)"):
         run(wh, land)
     # nothing of the failed file was committed: no events, no quarantine, no ledger or load_log row
@@ -302,15 +302,15 @@ def test_a_copy_of_loaded_bytes_is_skipped_naming_the_loaded_file(wh, tmp_path):
 
 def _refuse_every_row(monkeypatch):
     """PostgreSQL refuses more rows than the loader quarantines one by one (MAX_COPY_RETRIES = 0): a LoadError."""
-    real = analytics.LineJudge.judge
+    real = lines.LineJudge.judge
 
     def judge(self, raw):
         verdict, payload = real(self, raw)
-        if verdict == analytics.LOAD and b"2026-03-02-0000010" in raw:  # b.jsonl's lines only
+        if verdict == lines.LOAD and b"2026-03-02-0000010" in raw:  # b.jsonl's lines only
             payload = (*payload[:5], "not-a-timestamp", payload[6])
         return verdict, payload
 
-    monkeypatch.setattr(analytics.LineJudge, "judge", judge)
+    monkeypatch.setattr(lines.LineJudge, "judge", judge)
     monkeypatch.setattr(analytics, "MAX_COPY_RETRIES", 0)
 
 
@@ -399,7 +399,7 @@ def test_the_landing_folder_mounted_elsewhere_is_already_loaded_not_a_duplicate(
     else:  # copies with new mtimes: every file is hashed, and its bytes are in the ledger under its own name
         shutil.copytree(land, other, copy_function=shutil.copy)
 
-    assert [(p.relative, p.action) for p in analytics.dry_run(wh.conninfo("loader"), other, DAY,
+    assert [(p.relative, p.action) for p in landing_log.dry_run(wh.conninfo("loader"), other, DAY,
                                                              DAY + timedelta(days=1))] == [
         ("2026-03-01/old.jsonl", "already_loaded"), ("2026-03-02/export.csv", "skip"),
         ("2026-03-02/new.jsonl.gz", "already_loaded")]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import psycopg
-from handoff.load import analytics, copytext
+from handoff.load import analytics, copytext, lines
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -52,26 +52,26 @@ def mutated_events(draw) -> bytes:
     return data
 
 
-lines = st.binary(max_size=200).map(lambda b: b.replace(b"\n", b"")) | mutated_events() | \
+any_lines = st.binary(max_size=200).map(lambda b: b.replace(b"\n", b"")) | mutated_events() | \
     json_values.map(orjson.dumps)
 
 
-@given(st.lists(lines, max_size=20))
+@given(st.lists(any_lines, max_size=20))
 @settings(max_examples=500, deadline=None)
 def test_judge_classifies_every_line_exactly_once_and_never_raises(batch):
-    judge = analytics.LineJudge(END, analytics.Limits(max_line_bytes=150, max_field_bytes=60))
+    judge = lines.LineJudge(END, lines.Limits(max_line_bytes=150, max_field_bytes=60))
     for raw in batch:
         verdict, payload = judge.judge(raw)
-        if verdict == analytics.LOAD:
+        if verdict == lines.LOAD:
             assert len(payload) == 7 and all(isinstance(v, str) for v in payload)
             obj = orjson.loads(raw)
-            assert isinstance(obj, dict) and obj["type"] in analytics.CALL_TYPES
-        elif verdict == analytics.QUARANTINE:
+            assert isinstance(obj, dict) and obj["type"] in lines.CALL_TYPES
+        elif verdict == lines.QUARANTINE:
             reason, ref = payload
             assert isinstance(reason, str) and reason and not reason.startswith("unexpected")
             assert ref is None or isinstance(ref, str)
         else:
-            assert verdict == analytics.BLANK and not raw.strip()
+            assert verdict == lines.BLANK and not raw.strip()
 
 
 @given(st.lists(mutated_events(), min_size=1, max_size=15))
@@ -83,12 +83,12 @@ def test_whatever_the_judge_loads_postgres_accepts(wh, tmp_path_factory, batch):
     landing = tmp_path_factory.mktemp("l")
     (landing / "2026-03-02").mkdir()
     (landing / "2026-03-02" / f"{uuid.uuid4()}.jsonl").write_bytes(b"\n".join(batch) + b"\n")
-    judge = analytics.LineJudge(END)
+    judge = lines.LineJudge(END)
     expected = [judge.judge(raw)[0] for raw in batch]
     res = analytics.load_analytics_files(wh.conninfo("loader"), landing, END - timedelta(days=1), END,
                                          max_bad_share=1.0)
-    assert res["rows_loaded"] == expected.count(analytics.LOAD)
-    assert res["rows_quarantined"] == expected.count(analytics.QUARANTINE)
+    assert res["rows_loaded"] == expected.count(lines.LOAD)
+    assert res["rows_quarantined"] == expected.count(lines.QUARANTINE)
     assert res["rows_read"] == res["rows_loaded"] + res["rows_quarantined"]
     assert not any(f.startswith("refused") for f in _reasons(wh))
 
