@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from handoff import sources
-from handoff.load import crm_csv
+from handoff.load import crm_csv, crm_csv_reading
 from handoff.load.batches import LoadError
 
 END = datetime(2026, 3, 12, tzinfo=UTC)
@@ -300,7 +300,7 @@ def test_a_compact_date_in_iso_format_is_quarantined_not_read_as_epoch_milliseco
         (str(tmp_path / "deals.csv"), 2, "1", "unparseable Close Date: '20260311'"),
         (str(tmp_path / "deals.csv"), 3, "2", "unparseable Last Modified Date: '20260311'")]
     assert q(wh, "select record->>'createdAt' from raw.crm_deals") == [("1973-03-03T09:46:40.000Z",)]
-    reader = crm_csv.DateReader(sources.CsvDates())
+    reader = crm_csv_reading.DateReader(sources.CsvDates())
     assert reader.parse("1773238500000") == datetime(2026, 3, 11, 14, 15, tzinfo=UTC)
     assert [reader.parse(v) for v in ("20260311", "99999999999", "0")] == [None, None, None]
 
@@ -325,8 +325,8 @@ def test_a_value_no_format_reads_is_tried_once_per_format(monkeypatch):
             tried.append(fmt)
             return datetime.strptime(text, fmt)
 
-    monkeypatch.setattr(crm_csv, "datetime", Recording)
-    reader = crm_csv.DateReader(sources.CsvDates("day_first"))
+    monkeypatch.setattr(crm_csv_reading, "datetime", Recording)
+    reader = crm_csv_reading.DateReader(sources.CsvDates("day_first"))
     assert reader.parse("31/12/2026") == datetime(2026, 12, 31, tzinfo=UTC)
     tried.clear()
     assert reader.parse("not a date") is None
