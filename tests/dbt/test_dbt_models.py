@@ -37,7 +37,7 @@ INTERVAL_END = datetime(2026, 12, 1, tzinfo=UTC)
 _DBNAME = ["handoff_test"]  # the test database (wh_target.dbname; HANDOFF_TEST_DB overrides)
 SEGMENT_COLUMNS = ("original_source", "persona", "industry", "company_size_band")
 
-CONTRACTS = {  # DESIGN.md "Mart contracts"
+CONTRACTS = {  # docs/architecture.md "Mart contracts"
     "dim_contacts": ["contact_id", "crm_contact_id", "email_hash", "company_id", "persona", "industry",
                      "company_size_band", "original_source", "owner_id", "current_stage", "lead_at", "mql_at",
                      "mql_inferred", "mql_evidence_source", "sql_at", "sql_inferred", "sql_evidence_source",

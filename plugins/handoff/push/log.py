@@ -19,7 +19,8 @@ WRITE_ACTIONS = ("update_contact", "create_task")
 TERMINAL = ("parked", "skipped")
 IN_DOUBT = ("sent", "unknown")
 
-# What the dbt model excludes (DESIGN.md "not yet acknowledged by the CRM"); also ops.crm_push_acknowledged.
+# What the dbt model excludes (docs/architecture.md, "Mart contracts": not yet acknowledged by the CRM); also
+# ops.crm_push_acknowledged.
 ACKNOWLEDGED_PREDICATE = ("(action = 'create_task' and status = 'succeeded') "
                           "or status in ('parked', 'skipped')")
 

@@ -4,7 +4,7 @@ Two kinds of target:
 - the local cluster (default): ``LocalCluster`` under ``.local/warehouse``, port 55432;
 - ``HANDOFF_WAREHOUSE_URL``: any PostgreSQL the URL's user may create roles and schemas in.
 
-Roles (DESIGN.md, "Warehouse roles"), each with its own generated password:
+Roles (docs/architecture.md, "Warehouse roles"), each with its own generated password:
 - ``handoff_loader``      writes raw and ops (load tables);
 - ``handoff_transformer`` reads raw, writes staging/intermediate/marts (dbt), reads ops.crm_push_log;
 - ``handoff_pusher``      reads marts.sql_handoff_queue only, writes ops.crm_push_*;

@@ -291,7 +291,7 @@ class LocalCluster:
 
 
 def new_role_credentials() -> dict[str, dict[str, str]]:
-    """A fresh generated password for every role of DESIGN.md."""
+    """A fresh generated password for every role of docs/architecture.md ("Warehouse roles")."""
     return {role: {"user": f"handoff_{role}", "password": secrets.token_urlsafe(24)} for role in ROLES}
 
 

@@ -194,10 +194,10 @@ create index if not exists crm_push_log_open_idx on ops.crm_push_log (push_id) w
 create unique index if not exists crm_push_log_one_task_idx on ops.crm_push_log (dedupe_key)
     where action = 'create_task' and status = 'succeeded';
 
--- The acknowledgement contract (DESIGN.md: "one row per new SQL not yet acknowledged by the CRM"): an SQL is
--- acknowledged once it has a succeeded create_task row (its task exists in the CRM), or a parked or skipped
--- row (it never will: deleted contact, invalid owner, validation error, attempts exhausted, or a contact the
--- CRM already has at opportunity or later). marts.sql_handoff_queue excludes these dedupe_keys.
+-- The acknowledgement contract (docs/architecture.md, "Mart contracts": one row per new SQL not yet acknowledged by
+-- the CRM): an SQL is acknowledged once it has a succeeded create_task row (its task exists in the CRM), or a
+-- parked or skipped row (it never will: deleted contact, invalid owner, validation error, attempts exhausted, or a
+-- contact the CRM already has at opportunity or later). marts.sql_handoff_queue excludes these dedupe_keys.
 create or replace view ops.crm_push_acknowledged as
 select distinct on (dedupe_key)
     dedupe_key,
