@@ -89,3 +89,26 @@ def test_no_secrets_in_the_repository():
         for pattern in SECRET_PATTERNS:
             assert not pattern.search(text), f"{rel} looks like it holds a secret ({pattern.pattern})"
     assert ".local/" in (REPO / ".gitignore").read_text()
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def test_every_dbt_column_description_says_more_than_the_column_name():
+    """dbt docs are what a BI user reads: a description that only rewords the column's name ("sql inferred.") tells
+    them nothing. Docs blocks (`{{ doc('x') }}`) are resolved from the project's .md files first."""
+    models = REPO / "dbt_project" / "models"
+    blocks = {m.group(1): m.group(2) for md in models.rglob("*.md")
+              for m in re.finditer(r"{%\s*docs\s+(\w+)\s*%}(.*?){%\s*enddocs\s*%}", md.read_text(), re.S)}
+    thin, seen = [], 0
+    for yml in sorted(models.rglob("_*.yml")):
+        for model in (yaml.safe_load(yml.read_text()) or {}).get("models") or []:
+            for column in model.get("columns") or []:
+                seen += 1
+                text = re.sub(r"{{\s*doc\(\s*['\"](\w+)['\"]\s*\)\s*}}", lambda m: blocks.get(m.group(1), ""),
+                              str(column.get("description") or ""))
+                if set(_words(text)) <= set(_words(column["name"])) | {"the", "a", "of", "is", "at"}:
+                    thin.append(f"{yml.relative_to(REPO)}: {model['name']}.{column['name']}: {text!r}")
+    assert seen > 400  # every layer's columns were read
+    assert thin == []
