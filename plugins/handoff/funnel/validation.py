@@ -1,225 +1,57 @@
-"""The funnel definition (config/funnel.yml): the marketing↔sales SLA as code.
-
-``load(path)`` reads and validates the YAML into a ``Definition`` (errors name the rule id or key, the line and
-the problem, and raise ``FunnelDefinitionError``); ``compile(definition, seeds_dir)`` writes the dbt seeds that
-carry the rules as data (``funnel_rules.csv``, ``funnel_settings.csv``, ``funnel_event_map.csv``,
-``funnel_lists.csv``, ``company_size_bands.csv``). The SQL evaluates rules generically by joining to those seeds,
-so changing the YAML and re-compiling changes the scores with no SQL edit.
-
-CLI: ``handoff funnel check|compile [--definition PATH] [--seeds-dir DIR]`` (``main(argv)``).
-"""
+"""Validating a parsed funnel definition into the typed ``Definition`` (model.py), one problem sentence per mistake,
+each naming the file, the line and the rule id or key (``loading.loads`` calls ``Validator(source).run(doc)``)."""
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
-import json
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from handoff import settings
-
-# ---------------------------------------------------------------------------------------------------------------
-# Vocabulary (kept in step with dbt_project/macros/funnel_vocabulary.sql)
-
-BEHAVIOUR_FEATURES: tuple[str, ...] = (
-    "sessions", "pageviews", "repeat_visit_days", "form_submissions", "downloads_awareness",
-    "downloads_consideration", "downloads_decision", "pricing_page_views", "comparison_page_views",
-    "careers_page_views", "email_opens", "email_clicks", "social_interactions", "meetings", "demo_requests",
-    "pricing_requests", "audit_requests", "meetings_booked", "job_applications", "unsubscribes", "email_bounces",
+from handoff.funnel.model import Definition, FunnelDefinitionError, Rule, SizeBand
+from handoff.funnel.operators import LIST_OPERATORS, OPERATORS, TEXT_OPERATORS, holds, is_number
+from handoff.funnel.vocabulary import (
+    BEHAVIOUR_FEATURES,
+    COHORT_GRAINS,
+    DERIVED_FEATURES,
+    EVENT_TARGETS,
+    EVIDENCE_CHOICES,
+    EVIDENCE_STAGES,
+    FIT_ATTRIBUTES,
+    KINDS,
+    RULE_STAGES,
+    SEGMENTS,
 )
-# fit attribute -> value type
-FIT_ATTRIBUTES: dict[str, str] = {
-    "company_size_band": "text", "industry": "text", "annual_revenue": "number", "monthly_web_visitors": "number",
-    "cms": "text", "persona": "text", "email_domain_type": "text", "country": "text",
-}
-DERIVED_FEATURES: dict[str, str] = {"days_since_last_activity": "number"}
-# event-map targets: every behaviour feature, plus `downloads` (split by the asset's buying stage)
-EVENT_TARGETS = frozenset(BEHAVIOUR_FEATURES) | {"downloads"}
-
-NUMERIC_OPERATORS = (">=", ">", "=", "!=", "<=", "<")
-LIST_OPERATORS = ("in", "not_in")
-OPERATORS = NUMERIC_OPERATORS + LIST_OPERATORS
-TEXT_OPERATORS = ("=", "!=", "in", "not_in")
-KINDS = ("count", "threshold", "fit", "negative")
-SEGMENTS = ("all", "original_source", "persona", "industry", "company_size_band")
-COHORT_GRAINS = ("month", "week")
-# evidence: which evidence sets each stage's first time (docs/funnel.md "Evidence"). handoff has rules only for
-# mql and sql; lead, opportunity and customer come from the CRM (records, lifecycle history, deals) alone.
-EVIDENCE_CHOICES = ("rules_and_crm", "rules", "crm")
-EVIDENCE_STAGES = ("lead", "mql", "sql", "opportunity", "customer")
-RULE_STAGES = ("mql", "sql")
-
-SEED_FILES = ("funnel_rules.csv", "funnel_settings.csv", "funnel_event_map.csv", "funnel_lists.csv",
-              "company_size_bands.csv")
 
 
-class FunnelDefinitionError(ValueError):
-    """The funnel definition is invalid; ``problems`` lists every problem found (one sentence each)."""
+class LineDict(dict):
+    """A mapping read from the YAML, with the 1-based line it starts on."""
 
-    def __init__(self, path: str | Path, problems: Sequence[str]):
-        self.path = str(path)
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{self.path}: invalid funnel definition ({len(self.problems)} problem"
-                         f"{'s' if len(self.problems) != 1 else ''}):\n{lines}")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The validated definition
-
-
-@dataclass(frozen=True)
-class Rule:
-    rule_id: str
-    kind: str
-    feature: str
-    feature_class: str  # behaviour | fit | derived
-    points: float
-    operator: str | None = None
-    value: Any = None
-    window_days: int | None = None
-    cap: float | None = None
-    decays: bool = False
-    disqualify: bool = False
     line: int | None = None
-
-
-@dataclass(frozen=True)
-class SizeBand:
-    min_employees: int
-    band: str
-
-
-@dataclass(frozen=True)
-class Definition:
-    version: str
-    name: str
-    half_life_days: float
-    rules: tuple[Rule, ...]
-    mql_score_threshold: float
-    mql_min_fit_score: float
-    sql_signals: tuple[str, ...]
-    sql_crm_lifecycle_stages: tuple[str, ...]
-    disqualify_crm_lead_statuses: tuple[str, ...]
-    recycle_crm_lead_statuses: tuple[str, ...]
-    events: dict[str, str]
-    lists: dict[str, tuple[str, ...]]
-    company_size_bands: tuple[SizeBand, ...]
-    cohort_grain: str
-    max_periods_since_mql: int
-    lags_to_report: tuple[int, ...]
-    sales_cycle_lag_periods: int
-    segments: tuple[str, ...]
-    healthy_min_rate: float
-    healthy_max_rate: float
-    mql_goal_per_period: int
-    sql_follow_up_hours: float
-    # stage -> rules_and_crm | rules | crm (mql and sql only; the other stages are crm)
-    evidence: dict[str, str] = field(default_factory=lambda: {"mql": "rules_and_crm", "sql": "rules_and_crm"})
-    # rules evidence counts from this UTC day on (None: always); before it only the CRM's record
-    evidence_rules_from: date | None = None
-    source: str = field(default="", compare=False)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# YAML with line numbers
-
-
-class _LineDict(dict):
-    line: int | None = None
-
-
-class _LineLoader(yaml.SafeLoader):
-    pass
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
-    loader.flatten_mapping(node)
-    out = _LineDict()
-    out.line = node.start_mark.line + 1
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in out:
-            raise FunnelDefinitionError(loader.name, [f"line {key_node.start_mark.line + 1}: key {key!r} appears "
-                                                      "twice in the same mapping"])
-        out[key] = loader.construct_object(value_node, deep=True)
-    return out
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _at(obj: Any) -> str:
-    line = getattr(obj, "line", None)
-    return f"line {line}: " if line else ""
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _holds(op: str, lhs: float, rhs: float) -> bool:
-    return {">=": lhs >= rhs, ">": lhs > rhs, "=": lhs == rhs, "!=": lhs != rhs, "<=": lhs <= rhs,
-            "<": lhs < rhs}[op]
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# load + validate
-
-
-def load(path: str | Path | None = None) -> Definition:
-    """Read and validate a funnel definition; raise ``FunnelDefinitionError`` listing every problem."""
-    path = Path(path or settings.FUNNEL_DEFINITION)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FunnelDefinitionError(path, [f"cannot read the file: {exc.strerror or exc}"]) from None
-    return loads(text, source=str(path))
-
-
-def loads(text: str, source: str = "<funnel definition>") -> Definition:
-    loader = _LineLoader(text)
-    loader.name = source
-    try:
-        doc = loader.get_single_data()
-    except yaml.YAMLError as exc:
-        raise FunnelDefinitionError(source, [f"not valid YAML: {exc}"]) from None
-    finally:
-        loader.dispose()
-    if not isinstance(doc, dict):
-        raise FunnelDefinitionError(source, ["the file must be a mapping with version, scoring, mql, sql, ..."])
-    return _Validator(source).run(doc)
-
-
-class _Validator:
+class Validator:
     def __init__(self, source: str):
         self.source = source
         self.problems: list[str] = []
 
     def err(self, where: Any, msg: str) -> None:
-        self.problems.append(f"{_at(where)}{msg}")
+        """Record a problem at ``where`` (a mapping read from the YAML): "<file>, line N: <rule or key>: <msg>"."""
+        line = getattr(where, "line", None)
+        self.problems.append(f"{self.source}, line {line}: {msg}" if line else f"{self.source}: {msg}")
 
     def section(self, doc: dict, key: str, required: bool = True) -> dict:
         val = doc.get(key)
         if val is None:
             if required:
                 self.err(doc, f"missing section `{key}`")
-            return _LineDict()
+            return LineDict()
         if not isinstance(val, dict):
             self.err(doc, f"`{key}` must be a mapping")
-            return _LineDict()
+            return LineDict()
         return val
 
     def number(self, sec: dict, key: str, name: str, *, positive: bool = False, integer: bool = False,
@@ -228,7 +60,7 @@ class _Validator:
         if val is None:
             self.err(sec, f"`{name}` is missing")
             return None
-        if not (_is_int(val) if integer else _is_number(val)):
+        if not (_is_int(val) if integer else is_number(val)):
             self.err(sec, f"`{name}` must be {'an integer' if integer else 'a number'}, got {val!r}")
             return None
         if positive and val <= 0:
@@ -296,7 +128,7 @@ class _Validator:
         points = raw.get("points")
         if points is None:
             problem("missing `points`")
-        elif not _is_number(points):
+        elif not is_number(points):
             problem(f"`points` must be a number, got {points!r}")
         elif points == 0:
             problem("`points` must not be 0")
@@ -325,7 +157,7 @@ class _Validator:
         if cap is not None:
             if kind != "count":
                 problem("`cap` applies to kind count only")
-            elif not _is_number(cap) or cap <= 0:
+            elif not is_number(cap) or cap <= 0:
                 problem(f"`cap` must be a number greater than 0, got {cap!r}")
         decays = raw.get("decays", kind == "count")
         if not isinstance(decays, bool):
@@ -351,9 +183,9 @@ class _Validator:
         elif ftype == "number":
             if op in LIST_OPERATORS:
                 problem(f"operator {op!r} needs a text feature; {feature!r} is numeric (use >=, >, =, ...)")
-            elif not _is_number(value):
+            elif not is_number(value):
                 problem(f"operator {op!r} on numeric {feature!r} needs a number, got {value!r}")
-            elif fclass == "behaviour" and _holds(op, 0, value):
+            elif fclass == "behaviour" and holds(op, 0, value):
                 problem(f"`{feature} {op} {value}` would hold for a contact with no activity at all; "
                         "behaviour conditions must need some activity (use days_since_last_activity for "
                         "inactivity)")
@@ -479,7 +311,7 @@ class _Validator:
         else:
             min_rate = self.number(band, "min_rate", "conversion.healthy_band.min_rate", minimum=0)
             max_rate = self.number(band, "max_rate", "conversion.healthy_band.max_rate", minimum=0)
-            if _is_number(min_rate) and _is_number(max_rate):
+            if is_number(min_rate) and is_number(max_rate):
                 if min_rate > max_rate:
                     self.err(band, f"conversion.healthy_band: min_rate {min_rate} is greater than "
                                    f"max_rate {max_rate}")
@@ -543,134 +375,3 @@ class _Validator:
             pass
         self.err(sec, f"evidence.rules_from must be a date YYYY-MM-DD, got {value!r}")
         return None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# compile -> dbt seeds
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
-def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    for r in rows:
-        w.writerow([_fmt(v) for v in r])
-    return buf.getvalue()
-
-
-def seed_contents(defn: Definition) -> dict[str, str]:
-    """The seed files (name -> CSV text) for a definition; ``compile`` writes them."""
-    rules = []
-    lists: list[tuple[str, str]] = []
-    for i, r in enumerate(defn.rules, start=1):
-        value_num = r.value if _is_number(r.value) else None
-        value_text = r.value if isinstance(r.value, str) else None
-        rules.append((r.rule_id, i, r.kind, r.feature, r.feature_class, r.operator,
-                      None if r.value is None else json.dumps(r.value), value_num, value_text, r.points,
-                      r.window_days, r.cap, r.decays, r.disqualify))
-        if isinstance(r.value, list):
-            lists.extend((f"rule.{r.rule_id}", v) for v in r.value)
-    settings_rows = [
-        ("version", defn.version), ("name", defn.name), ("half_life_days", defn.half_life_days),
-        ("mql_score_threshold", defn.mql_score_threshold), ("mql_min_fit_score", defn.mql_min_fit_score),
-        ("cohort_grain", defn.cohort_grain), ("max_periods_since_mql", defn.max_periods_since_mql),
-        ("sales_cycle_lag_periods", defn.sales_cycle_lag_periods), ("healthy_min_rate", defn.healthy_min_rate),
-        ("healthy_max_rate", defn.healthy_max_rate), ("mql_goal_per_period", defn.mql_goal_per_period),
-        ("sql_follow_up_hours", defn.sql_follow_up_hours),
-        *((f"{stage}_evidence", defn.evidence[stage]) for stage in RULE_STAGES),
-        *([("evidence_rules_from", defn.evidence_rules_from.isoformat())] if defn.evidence_rules_from else []),
-    ]
-    named = [("sql_signals", defn.sql_signals), ("sql_crm_lifecycle_stages", defn.sql_crm_lifecycle_stages),
-             ("disqualify_crm_lead_statuses", defn.disqualify_crm_lead_statuses),
-             ("recycle_crm_lead_statuses", defn.recycle_crm_lead_statuses),
-             ("lags_to_report", tuple(str(x) for x in defn.lags_to_report)), ("segments", defn.segments)]
-    named += sorted(defn.lists.items())
-    list_rows = [(name, v) for name, values in named for v in values] + lists
-    bands = list(defn.company_size_bands)
-    band_rows = [(b.band, b.min_employees, bands[i + 1].min_employees - 1 if i + 1 < len(bands) else None, i + 1)
-                 for i, b in enumerate(bands)]
-    return {
-        "funnel_rules.csv": _csv(
-            ["rule_id", "rule_order", "kind", "feature", "feature_class", "operator", "value", "value_num",
-             "value_text", "points", "window_days", "cap", "decays", "disqualify"], rules),
-        "funnel_settings.csv": _csv(["setting", "value"], settings_rows),
-        "funnel_event_map.csv": _csv(["event_name", "feature"], sorted(defn.events.items())),
-        "funnel_lists.csv": _csv(["list_name", "value"], list_rows),
-        "company_size_bands.csv": _csv(["band", "min_employees", "max_employees", "band_order"], band_rows),
-    }
-
-
-def compile(defn: Definition, seeds_dir: str | Path | None = None) -> list[Path]:  # noqa: A001 - the CLI verb
-    """Write the dbt seeds for ``defn`` into ``seeds_dir`` (default dbt_project/seeds); return the paths."""
-    seeds = Path(seeds_dir or settings.DBT_PROJECT_DIR / "seeds")
-    seeds.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in seed_contents(defn).items():
-        path = seeds / name
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
-
-
-def out_of_sync(defn: Definition, seeds_dir: str | Path | None = None) -> list[str]:
-    """Names of the seed files that differ from what ``compile`` would write (empty when in sync)."""
-    seeds = Path(seeds_dir or settings.DBT_PROJECT_DIR / "seeds")
-    return [name for name, text in seed_contents(defn).items()
-            if not (seeds / name).exists() or (seeds / name).read_text(encoding="utf-8") != text]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("check", "compile"),
-                        help="check: validate the definition (and that the seeds are in sync); "
-                             "compile: write the dbt seeds")
-    parser.add_argument("--definition", default=str(settings.FUNNEL_DEFINITION),
-                        help="the funnel definition YAML (default: %(default)s)")
-    parser.add_argument("--seeds-dir", default=str(settings.DBT_PROJECT_DIR / "seeds"),
-                        help="where the dbt seeds live (default: %(default)s)")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        defn = load(args.definition)
-    except FunnelDefinitionError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    if args.action == "check":
-        stale = out_of_sync(defn, args.seeds_dir)
-        print(f"{args.definition}: ok (version {defn.version}, {len(defn.rules)} rules)")
-        if stale:
-            print(f"seeds out of sync with the definition: {', '.join(stale)} — run `handoff funnel compile`",
-                  file=sys.stderr)
-            return 1
-        return 0
-    paths = compile(defn, args.seeds_dir)
-    print(f"compiled {args.definition} (version {defn.version}) into {len(paths)} seeds in {args.seeds_dir}")
-    return 0
-
-
-def main(argv: Sequence[str] | argparse.Namespace | None = None) -> int:
-    """``handoff funnel``: argv, or the Namespace the ``handoff`` CLI parsed with ``add_arguments``."""
-    if isinstance(argv, argparse.Namespace):
-        return run(argv)
-    parser = argparse.ArgumentParser(prog="handoff funnel", description="Validate or compile the funnel definition.")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
