@@ -24,6 +24,7 @@ TEXT_OPERATORS = ("=", "!=", "in", "not_in")
 NEGATED = {"!=": "=", "not_in": "in"}
 
 _ORDER: dict[str, Callable[[Any, Any], bool]] = {">=": _op.ge, ">": _op.gt, "<=": _op.le, "<": _op.lt}
+_ON_NUMBERS: dict[str, Callable[[Any, Any], bool]] = {**_ORDER, "=": _op.eq, "!=": _op.ne}
 
 
 def is_number(v: Any) -> bool:
@@ -44,6 +45,8 @@ def _meets(operator: str, actual: Any, expected: Any) -> bool | None:
 
 def holds(operator: str, actual: Any, expected: Any) -> bool:
     """Whether an attribute or a feature total ``actual`` meets ``operator expected`` (see the module doc)."""
+    if operator in _ON_NUMBERS and is_number(actual) and is_number(expected):  # the common case, short
+        return _ON_NUMBERS[operator](actual, expected)
     if operator not in OPERATORS:
         raise ValueError(f"unknown operator {operator!r} (allowed: {', '.join(OPERATORS)})")
     multi = isinstance(actual, (list, tuple))
