@@ -27,6 +27,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
             raise FunnelDefinitionError(loader.name, [f"{loader.name}, line {key_node.start_mark.line + 1}: key "
                                                       f"{key!r} appears twice in the same mapping"])
         out[key] = loader.construct_object(value_node, deep=True)
+        out.key_lines[key] = key_node.start_mark.line + 1
     return out
 
 

@@ -24,9 +24,19 @@ from handoff.funnel.vocabulary import (
 
 
 class LineDict(dict):
-    """A mapping read from the YAML, with the 1-based line it starts on."""
+    """A mapping read from the YAML, with the 1-based line it starts on and the line of each of its keys
+    (``loading`` fills both from the YAML node marks)."""
 
     line: int | None = None
+    key_lines: dict[Any, int]
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.key_lines = {}
+
+    def line_of(self, key: Any = None) -> int | None:
+        """The line ``key`` is written on (the mapping's own line for a missing key or none)."""
+        return self.key_lines.get(key, self.line) if key is not None else self.line
 
 
 def _is_int(v: Any) -> bool:
@@ -38,9 +48,10 @@ class Validator:
         self.source = source
         self.problems: list[str] = []
 
-    def err(self, where: Any, msg: str) -> None:
-        """Record a problem at ``where`` (a mapping read from the YAML): "<file>, line N: <rule or key>: <msg>"."""
-        line = getattr(where, "line", None)
+    def err(self, where: Any, msg: str, key: Any = None) -> None:
+        """Record a problem at ``where`` (a mapping read from the YAML; at its ``key`` when given):
+        "<file>, line N: <rule or key>: <msg>"."""
+        line = where.line_of(key) if isinstance(where, LineDict) else None
         self.problems.append(f"{self.source}, line {line}: {msg}" if line else f"{self.source}: {msg}")
 
     def section(self, doc: dict, key: str, required: bool = True) -> dict:
@@ -61,12 +72,12 @@ class Validator:
             self.err(sec, f"`{name}` is missing")
             return None
         if not (_is_int(val) if integer else is_number(val)):
-            self.err(sec, f"`{name}` must be {'an integer' if integer else 'a number'}, got {val!r}")
+            self.err(sec, f"`{name}` must be {'an integer' if integer else 'a number'}, got {val!r}", key)
             return None
         if positive and val <= 0:
-            self.err(sec, f"`{name}` must be greater than 0, got {val!r}")
+            self.err(sec, f"`{name}` must be greater than 0, got {val!r}", key)
         if minimum is not None and val < minimum:
-            self.err(sec, f"`{name}` must be at least {minimum}, got {val!r}")
+            self.err(sec, f"`{name}` must be at least {minimum}, got {val!r}", key)
         return val
 
     def str_list(self, sec: dict, key: str, name: str, *, allowed: Sequence[str] | None = None,
@@ -77,14 +88,14 @@ class Validator:
                 self.err(sec, f"`{name}` is missing")
             return ()
         if not isinstance(val, list) or not all(isinstance(v, str) for v in val):
-            self.err(sec, f"`{name}` must be a list of strings, got {val!r}")
+            self.err(sec, f"`{name}` must be a list of strings, got {val!r}", key)
             return ()
         if allowed is not None:
             for v in val:
                 if v not in allowed:
-                    self.err(sec, f"`{name}`: unknown value {v!r} (allowed: {', '.join(allowed)})")
+                    self.err(sec, f"`{name}`: unknown value {v!r} (allowed: {', '.join(allowed)})", key)
         if len(set(val)) != len(val):
-            self.err(sec, f"`{name}` lists a value twice")
+            self.err(sec, f"`{name}` lists a value twice", key)
         return tuple(val)
 
     # -- rules ----------------------------------------------------------------------------------------------
@@ -99,19 +110,19 @@ class Validator:
         where = f"rule {rid!r}"
         bad = False
 
-        def problem(msg: str) -> None:
+        def problem(msg: str, key: str | None = None) -> None:
             nonlocal bad
             bad = True
-            self.err(raw, f"{where}: {msg}")
+            self.err(raw, f"{where}: {msg}", key)
 
         known_keys = {"id", "kind", "feature", "operator", "value", "points", "window_days", "cap", "decays",
                       "disqualify", "description"}
         for key in raw:
             if key not in known_keys:
-                problem(f"unknown key `{key}` (allowed: {', '.join(sorted(known_keys))})")
+                problem(f"unknown key `{key}` (allowed: {', '.join(sorted(known_keys))})", key)
         kind = raw.get("kind")
         if kind not in KINDS:
-            problem(f"unknown kind {kind!r} (allowed: {', '.join(KINDS)})")
+            problem(f"unknown kind {kind!r} (allowed: {', '.join(KINDS)})", "kind")
             return None
         feature = raw.get("feature")
         if feature in BEHAVIOUR_FEATURES:
@@ -122,81 +133,82 @@ class Validator:
             fclass, ftype = "derived", DERIVED_FEATURES[feature]
         else:
             problem(f"unknown feature {feature!r} (behaviour: {', '.join(BEHAVIOUR_FEATURES)}; fit: "
-                    f"{', '.join(FIT_ATTRIBUTES)}; derived: {', '.join(DERIVED_FEATURES)})")
+                    f"{', '.join(FIT_ATTRIBUTES)}; derived: {', '.join(DERIVED_FEATURES)})", "feature")
             return None
 
         points = raw.get("points")
         if points is None:
-            problem("missing `points`")
+            problem("missing `points`", "points")
         elif not is_number(points):
-            problem(f"`points` must be a number, got {points!r}")
+            problem(f"`points` must be a number, got {points!r}", "points")
         elif points == 0:
-            problem("`points` must not be 0")
+            problem("`points` must not be 0", "points")
         elif kind == "negative" and points > 0:
-            problem(f"a negative rule needs negative `points`, got {points!r}")
+            problem(f"a negative rule needs negative `points`, got {points!r}", "points")
         elif kind != "negative" and points < 0:
-            problem(f"a {kind} rule needs positive `points`, got {points!r} (use kind: negative)")
+            problem(f"a {kind} rule needs positive `points`, got {points!r} (use kind: negative)", "points")
 
         window = raw.get("window_days")
         if fclass == "behaviour":
             if kind == "fit":
-                problem(f"kind fit needs a fit attribute, but {feature!r} is a behaviour feature")
+                problem(f"kind fit needs a fit attribute, but {feature!r} is a behaviour feature", "feature")
             if window is None:
-                problem(f"missing `window_days` (behaviour feature {feature!r} is counted over a window)")
+                problem(f"missing `window_days` (behaviour feature {feature!r} is counted over a window)",
+                        "window_days")
             elif not _is_int(window):
-                problem(f"`window_days` must be an integer, got {window!r}")
+                problem(f"`window_days` must be an integer, got {window!r}", "window_days")
             elif window <= 0:
-                problem(f"`window_days` must be greater than 0, got {window!r}")
+                problem(f"`window_days` must be greater than 0, got {window!r}", "window_days")
         else:
             if kind in ("count", "threshold"):
-                problem(f"kind {kind} needs a behaviour feature, but {feature!r} is a {fclass} attribute")
+                problem(f"kind {kind} needs a behaviour feature, but {feature!r} is a {fclass} attribute", "feature")
             if window is not None:
-                problem(f"`window_days` applies to behaviour features only, not to {fclass} {feature!r}")
+                problem(f"`window_days` applies to behaviour features only, not to {fclass} {feature!r}", "window_days")
 
         cap = raw.get("cap")
         if cap is not None:
             if kind != "count":
-                problem("`cap` applies to kind count only")
+                problem("`cap` applies to kind count only", "cap")
             elif not is_number(cap) or cap <= 0:
-                problem(f"`cap` must be a number greater than 0, got {cap!r}")
+                problem(f"`cap` must be a number greater than 0, got {cap!r}", "cap")
         decays = raw.get("decays", kind == "count")
         if not isinstance(decays, bool):
-            problem(f"`decays` must be true or false, got {decays!r}")
+            problem(f"`decays` must be true or false, got {decays!r}", "decays")
         elif decays and kind != "count":
-            problem("`decays` applies to kind count only (fit and threshold points do not fade)")
+            problem("`decays` applies to kind count only (fit and threshold points do not fade)", "decays")
         disqualify = raw.get("disqualify", False)
         if not isinstance(disqualify, bool):
-            problem(f"`disqualify` must be true or false, got {disqualify!r}")
+            problem(f"`disqualify` must be true or false, got {disqualify!r}", "disqualify")
         elif disqualify and kind != "negative":
-            problem("`disqualify` applies to kind negative only")
+            problem("`disqualify` applies to kind negative only", "disqualify")
 
         op, value = raw.get("operator"), raw.get("value")
         if kind == "count":
             if op is not None or value is not None:
-                problem("a count rule takes no `operator`/`value` (it scores every occurrence)")
+                problem("a count rule takes no `operator`/`value` (it scores every occurrence)", "operator")
         elif op is None:
             problem("missing `operator`")
         elif op not in OPERATORS:
-            problem(f"bad operator {op!r} (allowed: {', '.join(OPERATORS)})")
+            problem(f"bad operator {op!r} (allowed: {', '.join(OPERATORS)})", "operator")
         elif value is None:
             problem("missing `value`")
         elif ftype == "number":
             if op in LIST_OPERATORS:
-                problem(f"operator {op!r} needs a text feature; {feature!r} is numeric (use >=, >, =, ...)")
+                problem(f"operator {op!r} needs a text feature; {feature!r} is numeric (use >=, >, =, ...)", "operator")
             elif not is_number(value):
-                problem(f"operator {op!r} on numeric {feature!r} needs a number, got {value!r}")
+                problem(f"operator {op!r} on numeric {feature!r} needs a number, got {value!r}", "value")
             elif fclass == "behaviour" and holds(op, 0, value):
                 problem(f"`{feature} {op} {value}` would hold for a contact with no activity at all; "
                         "behaviour conditions must need some activity (use days_since_last_activity for "
-                        "inactivity)")
+                        "inactivity)", "value")
         elif op not in TEXT_OPERATORS:
             problem(f"operator {op!r} does not apply to text attribute {feature!r} "
-                    f"(allowed: {', '.join(TEXT_OPERATORS)})")
+                    f"(allowed: {', '.join(TEXT_OPERATORS)})", "operator")
         elif op in LIST_OPERATORS:
             if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-                problem(f"operator {op!r} needs a non-empty list of strings, got {value!r}")
+                problem(f"operator {op!r} needs a non-empty list of strings, got {value!r}", "value")
         elif not isinstance(value, str):
-            problem(f"operator {op!r} on text attribute {feature!r} needs a string, got {value!r}")
+            problem(f"operator {op!r} on text attribute {feature!r} needs a string, got {value!r}", "value")
         if bad:
             return None
         return Rule(rule_id=rid, kind=kind, feature=feature, feature_class=fclass, points=points, operator=op,
@@ -252,10 +264,10 @@ class Validator:
         events: dict[str, str] = {}
         for ev, feat in events_sec.items():
             if not isinstance(ev, str) or not isinstance(feat, str):
-                self.err(events_sec, f"events: {ev!r} -> {feat!r} must map an event name to a feature name")
+                self.err(events_sec, f"events: {ev!r} -> {feat!r} must map an event name to a feature name", ev)
             elif feat not in EVENT_TARGETS:
                 self.err(events_sec, f"events: {ev!r} maps to unknown feature {feat!r} "
-                                     f"(allowed: {', '.join(sorted(EVENT_TARGETS))})")
+                                     f"(allowed: {', '.join(sorted(EVENT_TARGETS))})", ev)
             else:
                 events[ev] = feat
 
@@ -286,7 +298,7 @@ class Validator:
         conv = self.section(doc, "conversion")
         grain = conv.get("cohort_grain", "month")
         if grain not in COHORT_GRAINS:
-            self.err(conv, f"conversion.cohort_grain must be month or week, got {grain!r}")
+            self.err(conv, f"conversion.cohort_grain must be month or week, got {grain!r}", "cohort_grain")
         max_periods = self.number(conv, "max_periods_since_mql", "conversion.max_periods_since_mql",
                                   integer=True, minimum=0)
         lags_raw = conv.get("lags_to_report")
@@ -350,12 +362,13 @@ class Validator:
             if stage == "rules_from":
                 continue
             if stage not in EVIDENCE_STAGES:
-                self.err(sec, f"evidence: unknown key {stage!r} (allowed: {', '.join(EVIDENCE_STAGES)}, rules_from)")
+                self.err(sec, f"evidence: unknown key {stage!r} (allowed: {', '.join(EVIDENCE_STAGES)}, rules_from)",
+                         stage)
             elif value not in EVIDENCE_CHOICES:
-                self.err(sec, f"evidence.{stage} must be one of {', '.join(EVIDENCE_CHOICES)}, got {value!r}")
+                self.err(sec, f"evidence.{stage} must be one of {', '.join(EVIDENCE_CHOICES)}, got {value!r}", stage)
             elif stage not in RULE_STAGES and value != "crm":
                 self.err(sec, f"evidence.{stage} can only be crm: handoff has no rules for the {stage} stage "
-                              "(it comes from the CRM's records, lifecycle history and deals)")
+                              "(it comes from the CRM's records, lifecycle history and deals)", stage)
             elif stage in RULE_STAGES:
                 out[stage] = value
         return out
@@ -373,5 +386,5 @@ class Validator:
                 return date.fromisoformat(value)
         except ValueError:
             pass
-        self.err(sec, f"evidence.rules_from must be a date YYYY-MM-DD, got {value!r}")
+        self.err(sec, f"evidence.rules_from must be a date YYYY-MM-DD, got {value!r}", "rules_from")
         return None

@@ -10,13 +10,13 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from handoff import funnel
+from handoff import funnel, settings
 from handoff.funnel import Definition as Funnel
 
 __all__ = ["CATALOG_PATH", "FUNNEL_PATH", "CatalogEntry", "Funnel", "load_catalog", "load_funnel"]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-FUNNEL_PATH = REPO_ROOT / "config" / "funnel.yml"
+FUNNEL_PATH = settings.FUNNEL_DEFINITION
 CATALOG_PATH = REPO_ROOT / "dbt_project" / "seeds" / "content_catalog.csv"
 
 
