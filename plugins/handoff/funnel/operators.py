@@ -7,7 +7,9 @@ evaluates both on the same inputs and expects the same answers).
 - a list ``actual`` is a multi-valued attribute (cms): ``=``/``in`` hold when any value meets them,
   ``!=``/``not_in`` when none meets the positive form; the numeric comparisons never hold on it;
 - ``in``/``not_in`` test membership of ``expected`` (a list); ``=``/``!=`` compare exactly (text is
-  case-sensitive); ``>=``, ``>``, ``<=``, ``<`` compare numbers and never hold on text.
+  case-sensitive); ``>=``, ``>``, ``<=``, ``<`` compare numbers;
+- a value of another type than ``expected`` (text against a number, or a number against text) holds for none of
+  ``=``, ``!=``, ``>=``, ``>``, ``<=``, ``<`` (SQL compares it with null).
 """
 
 from __future__ import annotations
