@@ -1,4 +1,4 @@
-{#- The funnel definition's vocabulary (kept in step with plugins/handoff/funnel.py BEHAVIOUR_FEATURES).
+{#- The funnel definition's vocabulary (kept in step with plugins/handoff/funnel/vocabulary.py BEHAVIOUR_FEATURES).
     These are names, not rules: which features score, with what points and windows, comes from the seeds. -#}
 {% macro behaviour_features() -%}
     {{ return([

@@ -145,3 +145,37 @@ def test_cli_check_and_compile(tmp_path: Path, capsys):
     assert funnel.main(["check", "--seeds-dir", str(tmp_path)]) == 1  # valid, but no seeds there yet
     assert funnel.main(["compile", "--seeds-dir", str(tmp_path)]) == 0
     assert funnel.main(["check", "--seeds-dir", str(tmp_path)]) == 0
+
+
+def test_errors_name_the_file_the_line_of_the_wrong_key_and_the_rule():
+    """A rule written as a block mapping: the problem points at the line of the wrong key, not the rule's first."""
+    block = ("    - id: web_visit\n      kind: count\n      feature: sessionz\n      window_days: 30\n"
+             "      points: 1\n      cap: 10\n")
+    flow = next(ln for ln in BASE.splitlines(keepends=True) if "{id: web_visit," in ln)
+    text = BASE.replace(flow, block, 1)
+    line = next(i for i, ln in enumerate(text.splitlines(), start=1) if "sessionz" in ln)
+    message = _problems(text)
+    assert f"funnel.yml, line {line}: rule 'web_visit': unknown feature 'sessionz'" in message, message
+    text = BASE.replace("half_life_days: 30", "half_life_days: -3", 1)
+    line = next(i for i, ln in enumerate(text.splitlines(), start=1) if "half_life_days: -3" in ln)
+    assert f"funnel.yml, line {line}: `scoring.half_life_days` must be greater than 0" in _problems(text)
+
+
+def test_a_key_written_twice_is_named_with_its_line():
+    text = BASE.replace("  score_threshold: 50\n", "  score_threshold: 50\n  score_threshold: 60\n", 1)
+    line = next(i for i, ln in enumerate(text.splitlines(), start=1) if "score_threshold: 60" in ln)
+    assert f"funnel.yml, line {line}: key 'score_threshold' appears twice" in _problems(text)
+
+
+def test_the_sample_and_the_push_read_the_definition_through_the_one_model(tmp_path: Path):
+    """Neither keeps its own reading of the YAML: an invalid file fails them with the model's message."""
+    from handoff.push import config as push_config  # noqa: PLC0415
+    from handoff.sample.config import load_funnel  # noqa: PLC0415
+
+    assert load_funnel() == funnel.load()
+    assert push_config.sla_hours() == funnel.load().sql_follow_up_hours == 24
+    bad = tmp_path / "funnel.yml"
+    bad.write_text(BASE.replace("feature: sessions,", "feature: sessionz,", 1))
+    for read in (load_funnel, push_config.sla_hours):
+        with pytest.raises(funnel.FunnelDefinitionError, match=r"line \d+: rule 'web_visit': unknown feature"):
+            read(bad)

@@ -46,13 +46,9 @@ matches as (
             order by coalesce(fit_values.value_text, fit_values.value_num::text)) as value_text,
         max(fit_values.value_num) as value_num,
         -- the positive form of the operator (!= -> =, not_in -> in) met by any of the values
-        bool_or(case
-            when rules.operator in ('in', 'not_in') then list_values.value is not null
-            when rules.operator in ('=', '!=') and rules.value_text is not null
-                then fit_values.value_text = rules.value_text
-            when rules.operator in ('=', '!=') then fit_values.value_num = rules.value_num
-            else {{ compare_numeric('fit_values.value_num', 'rules.operator', 'rules.value_num') }}
-        end) as is_matched
+        bool_or({{ fit_value_meets('rules.operator', 'fit_values.value_text', 'fit_values.value_num',
+                                   'rules.value_text', 'rules.value_num', 'list_values.value is not null') }})
+            as is_matched
     from fit_values
     inner join rules
         on rules.feature_class = 'fit'
@@ -78,7 +74,7 @@ final as (
     from matches
     inner join rules
         on matches.rule_id = rules.rule_id
-    where case when matches.operator in ('!=', 'not_in') then not matches.is_matched else matches.is_matched end
+    where {{ fit_rule_holds('matches.operator', 'matches.is_matched') }}
 )
 
 select * from final

@@ -6,9 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from handoff import settings
+from handoff import funnel, settings
 
 # Stages the push never moves a contact back from (HubSpot's lifecycle order, after salesqualifiedlead).
 NO_DOWNGRADE_STAGES = frozenset({"opportunity", "customer", "evangelist"})
@@ -36,16 +34,10 @@ class PushConfig:
 
 
 def sla_hours(path: str | Path | None = None) -> float:
-    """``sla.sql_follow_up_hours`` from the funnel definition (config/funnel.yml)."""
-    path = Path(path or settings.FUNNEL_DEFINITION)
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"cannot read the funnel definition {path}: {exc}") from None
-    value = (doc.get("sla") or {}).get("sql_follow_up_hours")
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"{path}: sla.sql_follow_up_hours must be a positive number of hours, got {value!r}")
-    return float(value)
+    """``sla.sql_follow_up_hours`` from the funnel definition (config/funnel.yml), read and validated by
+    ``handoff.funnel`` (an invalid file raises ``FunnelDefinitionError``, a ``ValueError``, naming the file,
+    the line and the key)."""
+    return float(funnel.load(path or settings.FUNNEL_DEFINITION).sql_follow_up_hours)
 
 
 def load(funnel_path: str | Path | None = None) -> PushConfig:

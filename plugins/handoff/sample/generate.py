@@ -333,7 +333,7 @@ def _write_ground_truth(out: Path, world: World, catalog, sink: _Sink) -> None:
         "persona_modifiers": vocab.PERSONA_MODIFIERS,
         "segment_lag_days": {seg: {"min": lo, "max": hi} for seg, (lo, hi) in vocab.SEGMENT_LAG_DAYS.items()},
         "segment_by_company_size_band": vocab.BAND_SEGMENT,
-        "mql": {"score_threshold": f.threshold, "min_fit_score": f.min_fit,
+        "mql": {"score_threshold": float(f.mql_score_threshold), "min_fit_score": float(f.mql_min_fit_score),
                 "how": "before planted_mql_at the generator keeps an upper bound of the score (no decay, windows a "
                        "day longer, no behavioural negatives) under the threshold; on that day it adds decision-"
                        "stage activity until a lower bound (an extra day of decay, windows a day shorter, every "

@@ -22,6 +22,7 @@ from datetime import date, timedelta
 
 import orjson
 
+from handoff.funnel.operators import holds
 from handoff.sample import vocab
 from handoff.sample.config import CatalogEntry, Funnel
 from handoff.sample.gzpieces import Piece, deflate_piece
@@ -239,7 +240,7 @@ def upper_bound(fit: float, hist: list, day: int, today: dict) -> float:
             n = visit_days
         else:
             n = sum(f.get(feat, 0) for d, f in (*hist, (day, today)) if day - d <= win)
-        if _cmp(op, n, value):
+        if holds(op, n, value):
             score += pts
     return score
 
@@ -273,13 +274,9 @@ def lower_bound(fit: float, hist: list, day: int, today: dict, ever: dict) -> fl
         if n:
             score += min(cap, pts * n)
     for feat, op, value, pts in t.neg_rules:
-        if _cmp(op, ever.get(feat, 0) + today.get(feat, 0), value):
+        if holds(op, ever.get(feat, 0) + today.get(feat, 0), value):
             score += min(0.0, pts)
     return score
-
-
-def _cmp(op: str | None, a: float, b: float) -> bool:
-    return {">=": a >= b, ">": a > b, "=": a == b, "<=": a <= b, "<": a < b, "!=": a != b}.get(op or ">=", False)
 
 
 # -- the contact ---------------------------------------------------------------------------------------------
@@ -584,7 +581,7 @@ class ContactSim:
     # -- the walk: keep the score where the plan says ---------------------------------------------------------
     def walk(self) -> None:
         p, t = self.p, T
-        thr = t.funnel.threshold
+        thr = t.funnel.mql_score_threshold
         by_day: dict[int, list] = {}
         for u in sorted(self.units, key=lambda u: (u.day, u.sec)):
             by_day.setdefault(u.day, []).append(u)
@@ -618,7 +615,7 @@ class ContactSim:
     def suppress(self, day: int, todays: list, hist: list, ever: dict, final: list) -> bool:
         """Tone the day down until no reading of the rules puts the score at the threshold. False: cannot."""
         p, t = self.p, T
-        thr = t.funnel.threshold
+        thr = t.funnel.mql_score_threshold
         feats = _day_feats(todays)
         if quick_bound(p.fit, ever, feats) < thr or upper_bound(p.fit, hist, day, feats) < thr:
             return True

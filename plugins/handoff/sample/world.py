@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from handoff.sample import vocab
-from handoff.sample.config import Funnel, fit_scores, is_disqualified_by_fit
+from handoff.sample.config import Funnel
 
 DAY_MS = 86_400_000
 CONTACT_ID_BASE = 150_001
@@ -195,7 +195,7 @@ def _companies(seed: int, contacts: int, funnel: Funnel, team_owners: dict[str, 
                             revenue=revenue, visitors=visitors, cms=cms, tools=tools, country=country, dial=dial,
                             rng=rng, days=days))
     # the competitors, one company per competitor domain from config/funnel.yml
-    for domain in funnel.competitor_domains:
+    for domain in funnel.lists["competitor_domains"]:
         k = len(out)
         rng = stream(seed, S_COMPANY, k)
         name = domain.split(".")[0].capitalize()
@@ -288,7 +288,7 @@ def plan_contacts(world: World, contacts: int) -> list[ContactPlan]:
         else:
             domain_type = "personal"
             local = base + (str(rng.randint(1, 99)) if rng.random() < 0.6 else "")
-            domain = rng.choice(funnel.personal_domains)
+            domain = rng.choice(funnel.lists["personal_email_domains"])
         email = f"{local}@{domain}"
         n = 2
         while email in emails:
@@ -308,13 +308,14 @@ def plan_contacts(world: World, contacts: int) -> list[ContactPlan]:
         if kind == "competitor":
             intent = max(intent, 0.55)
         attrs = company_attrs(world, company, persona, domain_type)
-        fit, fit_pos = fit_scores(funnel, attrs)
-        disq = is_disqualified_by_fit(funnel, attrs) or kind == "applicant"
+        fit, fit_pos = funnel.fit_scores(attrs)
+        disq = funnel.disqualified_by_fit(attrs) or kind == "applicant"
         segment = company.segment if company else "SMB"
         owner_id = company.owner_id if company else ""
         plan = ContactPlan(idx, str(CONTACT_ID_BASE + idx), first, last, email, phone, jobtitle, persona, kind,
                            domain_type, company.k if company else -1, segment, channel, source_data, create_day,
-                           create_sec, intent, fit, fit_pos, disq, suppress=not disq and fit_pos >= funnel.min_fit,
+                           create_sec, intent, fit, fit_pos, disq,
+                           suppress=not disq and fit_pos >= funnel.mql_min_fit_score,
                            owner_id=owner_id)
         _plan_mql(world, plan, rng)
         plans.append(plan)
@@ -341,11 +342,11 @@ def signup_points(funnel: Funnel) -> float:
 
 def _plan_mql(world: World, p: ContactPlan, rng: random.Random) -> None:
     f = world.funnel
-    eligible = not p.disqualified and p.fit >= f.min_fit + 5 and p.kind in ("business", "student")
+    eligible = not p.disqualified and p.fit >= f.mql_min_fit_score + 5 and p.kind in ("business", "student")
     if not eligible:
         return
     signup = 0.0 if p.channel == "OFFLINE" else signup_points(f)
-    if p.fit + signup >= f.threshold:
+    if p.fit + signup >= f.mql_score_threshold:
         p.forced_mql = True
         p.mql_day = p.create_day
         return

@@ -1,9 +1,10 @@
-"""An independent, plain reading of config/funnel.yml over a generated sample (test helper, not product code).
+"""A plain reading of config/funnel.yml over a generated sample (test helper, not product code).
 
 It rebuilds each contact's daily features from the analytics files (anonymous events stitched through the
 identify calls) and the CRM, scores every day with per-event decay and the rule windows, and returns the first
 day each contact reaches the MQL rule. The generator promises its planted MQL days agree with any reasonable
-reading; this is one such reading, written without looking at the generator's internals.
+reading; this is one such reading, written without looking at the generator's internals. The definition and the
+rule operators come from ``handoff.funnel`` (the one model of the file); the scoring over the raw files is its own.
 """
 
 from __future__ import annotations
@@ -15,30 +16,20 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import yaml
+from handoff import funnel as funnel_definition
 
 SESSION_GAP = timedelta(minutes=30)
 
 
-def _cmp(op: str, a, b) -> bool:
-    if isinstance(a, list):
-        return any(x in b for x in a) if op == "in" else (b in a) if op == "=" else False
-    return {"in": lambda: a in b, "not_in": lambda: a not in b, "=": lambda: a == b, "!=": lambda: a != b,
-            ">=": lambda: a >= b, ">": lambda: a > b, "<=": lambda: a <= b, "<": lambda: a < b}[op]()
-
-
 def first_mql_days(sample: Path, funnel_path: Path, catalog_path: Path) -> dict[str, date | None]:
-    funnel = yaml.safe_load(funnel_path.read_text())
+    funnel = funnel_definition.load(funnel_path)  # the one reading of the file and of the rule operators
     catalog = {r["path"]: r for r in csv.DictReader(catalog_path.open())}
-    events_map = funnel["events"]
-    lists = funnel["lists"]
-    bands = sorted((b["min_employees"], b["band"]) for b in funnel["company_size_bands"])
-    rules = funnel["scoring"]["rules"]
-    half_life = funnel["scoring"]["half_life_days"]
-    threshold = funnel["mql"]["score_threshold"]
-    min_fit = funnel["mql"]["min_fit_score"]
-    fit_features = {"company_size_band", "industry", "annual_revenue", "monthly_web_visitors", "cms", "persona",
-                    "email_domain_type", "country"}
+    events_map = funnel.events
+    lists = funnel.lists
+    rules = funnel.rules
+    half_life = funnel.half_life_days
+    threshold = funnel.mql_score_threshold
+    min_fit = funnel.mql_min_fit_score
 
     companies = {}
     with gzip.open(sample / "crm" / "companies.jsonl.gz") as fh:
@@ -110,14 +101,13 @@ def first_mql_days(sample: Path, funnel_path: Path, catalog_path: Path) -> dict[
             attrs.update({"industry": company["industry"], "annual_revenue": int(company["annualrevenue"]),
                           "monthly_web_visitors": int(company["monthly_web_visitors"]),
                           "cms": company["web_technologies"].split(";"), "country": company["country"],
-                          "company_size_band": [b for lo, b in bands if employees >= lo][-1]})
+                          "company_size_band": funnel.size_band(employees)})
         fit = 0.0
         disqualified = False
         for r in rules:
-            if r["feature"] in fit_features and r["feature"] in attrs and _cmp(r["operator"], attrs[r["feature"]],
-                                                                                 r["value"]):
-                fit += r["points"]
-                disqualified |= bool(r.get("disqualify"))
+            if r.feature_class == "fit" and r.holds(attrs.get(r.feature)):
+                fit += r.points
+                disqualified |= r.disqualify
         days = feats.get(cid, {})
         created = datetime.fromisoformat(props["createdate"].replace("Z", "+00:00")).date()
         # the score only rises on the sign-up day (fit) and on days with activity
@@ -128,25 +118,25 @@ def first_mql_days(sample: Path, funnel_path: Path, catalog_path: Path) -> dict[
             dq = disqualified
             last_active = max([created] + [x for x in days if x <= d])
             for r in rules:
-                feature = r["feature"]
-                if feature in fit_features:
+                feature = r.feature
+                if r.feature_class == "fit":
                     continue
                 if feature == "days_since_last_activity":
-                    if _cmp(r["operator"], (d - last_active).days, r["value"]):
-                        score += r["points"]
+                    if r.holds((d - last_active).days):
+                        score += r.points
                     continue
-                window = r.get("window_days", 3650)
+                window = r.window_days or 3650
                 in_window = [(x, v) for x, v in days.items() if 0 <= (d - x).days < window]
                 if feature == "repeat_visit_days":
                     total = sum(1 for _, v in in_window if v.get("sessions"))
                 else:
                     total = sum(v.get(feature, 0) for _, v in in_window)
-                if r["kind"] == "count":
+                if r.kind == "count":
                     decayed = sum(v.get(feature, 0) * 0.5 ** ((d - x).days / half_life) for x, v in in_window)
-                    score += min(r.get("cap", float("inf")), r["points"] * decayed)
-                elif _cmp(r["operator"], total, r["value"]):
-                    score += r["points"]
-                    dq |= bool(r.get("disqualify"))
+                    score += min(r.cap if r.cap is not None else float("inf"), r.points * decayed)
+                elif r.holds(total):
+                    score += r.points
+                    dq |= r.disqualify
             if not dq and score >= threshold and fit >= min_fit:
                 found = d
                 break
