@@ -78,6 +78,26 @@
 {%- endmacro %}
 
 
+{#- Pre-hook of fct_contact_engagement_daily, after fix_recompute_start: a daily run recomputes every contact's
+    days from L to the interval end (facts_in_scope), so their held rows leave first, in the same transaction. The
+    delete+insert on (contact_id, activity_date) replaces only the keys the run writes: a contact-day that no
+    longer has any fact (its meetings CANCELED or NO_SHOW, the contact gone from the CRM, a device stitched to
+    another contact) would otherwise keep its old row, where a full refresh has none. Older days that gained facts
+    are still merged by key; days after the interval end (a rerun of an older day) are kept. An index range on the
+    day (the unique index leads with it). An incremental run with no interval recomputes every day: everything
+    leaves, as in delete_recomputed_days. -#}
+{% macro delete_recomputed_window(date_column) -%}
+    {%- if recomputes_range() -%}
+        delete from {{ this }}
+        where {{ date_column }} between {{ recompute_start_date() }} and {{ interval_end_date() }}
+    {%- elif is_incremental() -%}
+        delete from {{ this }}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}
+
+
 {#- The last line of a dense daily model: a full build writes its rows in day order (see daily_table_config). A
     daily run does not sort: its few days land together at the end of the heap anyway, and sorting them cost
     rule hits 3.5 of its 15 s at 100,000 contacts. -#}

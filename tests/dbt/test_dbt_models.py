@@ -747,6 +747,74 @@ def test_a_daily_run_rewrites_the_lookback_days_only_of_the_contacts_whose_input
         "intermediate.int_contact_scores_daily": {student}, "marts.fct_contact_scores_daily": {student}}
 
 
+def _engagement_from(admin: str, first: date) -> Counter:
+    """The engagement mart's rows from ``first`` on, as a multiset (each row rendered as text)."""
+    return Counter(json.dumps(r, default=str, sort_keys=True) for r in _rows(
+        admin, "select * from marts.fct_contact_engagement_daily where activity_date >= %s", [first]))
+
+
+def test_a_contact_day_that_loses_all_its_facts_leaves_the_engagement_mart_as_a_full_refresh_would(built):
+    """fct_contact_engagement_daily recomputes every contact-day from the lookback start L: a contact-day that has
+    no fact any more must go, as a full refresh has no row for it. On one daily run, the only facts of a contact's
+    lookback day (its meetings) become CANCELED meetings, which are not facts (int_contact_crm_activities), and
+    another contact with web activity on the lookback days leaves the CRM. From L on, the engagement mart then
+    equals a full refresh (zero differing rows), and neither contact has a row there."""
+    admin, _, tmp = built
+    day = dict(start=_midnight(END), end=_midnight(END) + timedelta(days=1))
+    first = END - timedelta(days=LOOKBACK)
+    _dbt(tmp, "run", *MODELS, **day)
+    # a lookback day whose only facts are meetings (a day before the new one: it is held already)
+    met = _rows(admin, """
+        select contact_id, event_date from intermediate.int_contact_engagement_facts
+        where event_date between %s and %s
+        group by contact_id, event_date having bool_and(feature = 'meetings')
+        order by contact_id, event_date limit 1""", [first, END - timedelta(days=1)])
+    assert met, "the sample should have a lookback day with meetings only"
+    met_id, met_day = met[0]["contact_id"], met[0]["event_date"]
+    meetings = [r["activity_id"] for r in _rows(admin, """
+        select activity_id from intermediate.int_contact_crm_activities
+        where activity_type = 'meeting' and is_held_or_scheduled and contact_id = %s and activity_date = %s""",
+                                                  [met_id, met_day])]
+    assert meetings
+    gone = _rows(admin, """
+        select contact_id from marts.fct_contact_engagement_daily
+        where activity_date between %s and %s and pageviews > 0 and contact_id <> %s
+        group by contact_id order by count(*) desc, contact_id limit 1""", [first, END, met_id])[0]["contact_id"]
+    on_lookback = ("select count(*) as n from marts.fct_contact_engagement_daily"
+                   " where contact_id = %s and activity_date >= %s")
+    assert _rows(admin, on_lookback, [met_id, first])[0]["n"] >= 1
+    assert _rows(admin, on_lookback, [gone, first])[0]["n"] >= 1
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("drop table if exists raw.crm_meetings_held")
+        conn.execute("drop table if exists raw.crm_contacts_held")
+        conn.execute("create table raw.crm_meetings_held as select * from raw.crm_meetings"
+                     " where record_id = any(%s)", [meetings])
+        conn.execute("update raw.crm_meetings set record = jsonb_set(record, '{properties,hs_meeting_outcome}',"
+                     " '\"CANCELED\"') where record_id = any(%s)", [meetings])
+        conn.execute("create table raw.crm_contacts_held as select * from raw.crm_contacts where record_id = %s",
+                     [gone])
+        conn.execute("delete from raw.crm_contacts where record_id = %s", [gone])
+    try:
+        _dbt(tmp, "run", *MODELS, **day)
+        daily = _engagement_from(admin, first)
+        _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
+        refreshed = _engagement_from(admin, first)
+        differing = (daily - refreshed) + (refreshed - daily)
+        assert differing.total() == 0, (met_id, met_day, gone, sorted(
+            (json.loads(r)["contact_id"], json.loads(r)["activity_date"], r in daily) for r in differing))
+        assert not _rows(admin, "select 1 from marts.fct_contact_engagement_daily"
+                                " where contact_id = %s and activity_date = %s", [met_id, met_day])
+        assert _rows(admin, on_lookback, [gone, first])[0]["n"] == 0
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("delete from raw.crm_meetings where record_id = any(%s)", [meetings])
+            conn.execute("insert into raw.crm_meetings select * from raw.crm_meetings_held")
+            conn.execute("insert into raw.crm_contacts select * from raw.crm_contacts_held")
+            conn.execute("drop table raw.crm_meetings_held")
+            conn.execute("drop table raw.crm_contacts_held")
+    _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
+
+
 @pytest.mark.soak
 def test_a_30_day_backfill_equals_30_daily_runs(built):
     """Thirty daily runs as they happen (late events included) and a backfill of the same thirty days (every

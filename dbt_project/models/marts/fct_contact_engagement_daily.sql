@@ -4,7 +4,8 @@
     unique_key=['contact_id', 'activity_date'],
     on_schema_change='fail',
     indexes=[{'columns': ['activity_date', 'contact_id'], 'unique': true}],
-    pre_hook=["{{ jit_off_for_daily_runs() }}", "{{ fix_recompute_start('activity_date') }}"],
+    pre_hook=["{{ jit_off_for_daily_runs() }}", "{{ fix_recompute_start('activity_date') }}",
+              "{{ delete_recomputed_window('activity_date') }}"],
 ) }}
 -- The unique index leads with the day (as the dense daily tables' do, macros/incremental.sql): a daily run's rows
 -- go to the right edge of the btree, not into every active contact's leaf pages. Led by contact_id, inserting one
