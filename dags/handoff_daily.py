@@ -42,25 +42,25 @@ DEFAULT_ARGS = {
     params={"push_dry_run": False},
 )
 def handoff_daily():
-    @task(execution_timeout=timedelta(minutes=30))
+    @task(multiple_outputs=True, execution_timeout=timedelta(minutes=30))
     def extract_load_crm(data_interval_start=None, data_interval_end=None) -> dict:
         from handoff import pipeline
 
         return pipeline.extract_load_crm(data_interval_start, data_interval_end)
 
-    @task(execution_timeout=timedelta(minutes=30))
+    @task(multiple_outputs=True, execution_timeout=timedelta(minutes=30))
     def extract_load_analytics(data_interval_start=None, data_interval_end=None) -> dict:
         from handoff import pipeline
 
         return pipeline.extract_load_analytics(data_interval_start, data_interval_end)
 
-    @task(execution_timeout=timedelta(minutes=10))
+    @task(multiple_outputs=True, execution_timeout=timedelta(minutes=10))
     def dbt_source_freshness(data_interval_end=None) -> dict:
         from handoff import pipeline
 
         return pipeline.dbt_source_freshness(data_interval_end)
 
-    @task(execution_timeout=timedelta(minutes=45), retries=3)
+    @task(multiple_outputs=True, execution_timeout=timedelta(minutes=45), retries=3)
     def push_sqls(data_interval_start=None, data_interval_end=None, params=None, run_id=None) -> dict:
         from handoff import pipeline
 
