@@ -89,3 +89,22 @@ def test_no_secrets_in_the_repository():
         for pattern in SECRET_PATTERNS:
             assert not pattern.search(text), f"{rel} looks like it holds a secret ({pattern.pattern})"
     assert ".local/" in (REPO / ".gitignore").read_text()
+
+
+# A home, a workspace or a mount point of one machine; /opt/airflow and /usr/lib/... (the container's and the
+# system's own paths) are not machine-specific.
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|home|Users|root|mnt|media)/[\w.-]")
+
+
+def test_no_machine_specific_path_in_any_tracked_file():
+    """Every script finds the checkout from its own location; no file names where one machine keeps it."""
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    found = []
+    for rel in files:
+        path = REPO / rel
+        if not path.is_file() or path.suffix in {".gz", ".png"}:
+            continue
+        for n, line in enumerate(path.read_text(errors="ignore").splitlines(), 1):
+            if MACHINE_PATH.search(line):
+                found.append(f"{rel}:{n}: {line.strip()[:100]}")
+    assert found == []
