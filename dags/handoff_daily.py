@@ -43,10 +43,10 @@ DEFAULT_ARGS = {
 )
 def handoff_daily():
     @task(multiple_outputs=True, execution_timeout=timedelta(minutes=30))
-    def extract_load_crm(data_interval_start=None, data_interval_end=None) -> dict:
+    def extract_load_crm(data_interval_end=None) -> dict:
         from handoff import pipeline
 
-        return pipeline.extract_load_crm(data_interval_start, data_interval_end)
+        return pipeline.extract_load_crm(data_interval_end)
 
     @task(multiple_outputs=True, execution_timeout=timedelta(minutes=30))
     def extract_load_analytics(data_interval_start=None, data_interval_end=None) -> dict:
@@ -61,11 +61,10 @@ def handoff_daily():
         return pipeline.dbt_source_freshness(data_interval_end)
 
     @task(multiple_outputs=True, execution_timeout=timedelta(minutes=45), retries=3)
-    def push_sqls(data_interval_start=None, data_interval_end=None, params=None, run_id=None) -> dict:
+    def push_sqls(data_interval_end=None, params=None, run_id=None) -> dict:
         from handoff import pipeline
 
-        return pipeline.push_sqls(data_interval_start, data_interval_end, run_id=run_id,
-                                  dry_run=bool((params or {}).get("push_dry_run")))
+        return pipeline.push_sqls(data_interval_end, run_id=run_id, dry_run=bool((params or {}).get("push_dry_run")))
 
     loaded = [extract_load_crm(), extract_load_analytics()]
     freshness = dbt_source_freshness()
