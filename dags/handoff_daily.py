@@ -11,7 +11,7 @@ This file is configuration only: schedule, order, retries, timeouts. Every task 
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
@@ -33,7 +33,8 @@ DEFAULT_ARGS = {
     # A data-interval timetable, deliberately: the run for day D covers [D 00:00, D+1 00:00) UTC and starts
     # once that day is over. (A cron/preset schedule in Airflow 3 gives a zero-length interval.)
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=datetime(2026, 1, 1),
+    # UTC, stated: a naive start_date would be read in the deployment's default_timezone.
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
