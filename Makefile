@@ -4,10 +4,15 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+INSTALLED_DEV := $(VENV)/.installed-dev
 
-.PHONY: install demo test test-soak test-fast lint lock warehouse-up warehouse-down clean bench
+.PHONY: install install-dev demo test test-soak test-fast lint lock warehouse-up warehouse-down clean bench
 
+# install: what a deployment and `make demo` need (requirements.txt). install-dev adds the test, benchmark and
+# lint tools (requirements-dev.txt); make test, make bench and make lint install it.
 install: $(INSTALLED)
+
+install-dev: $(INSTALLED_DEV)
 
 $(INSTALLED): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -18,35 +23,52 @@ $(INSTALLED): requirements.txt pyproject.toml
 	cd dbt_project && DBT_PROFILES_DIR=. HANDOFF_DBT_PASSWORD=unused ../$(BIN)/dbt parse --quiet
 	@touch $@
 
+$(INSTALLED_DEV): $(INSTALLED) requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
 demo: install
 	$(BIN)/handoff demo
 
-test: install
+test: lint
 	$(BIN)/handoff warehouse up
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # Soak trials (not part of `make test`): a 30-day backfill against 30 daily runs, dbt SIGKILLed mid-model at
 # several random models, the push killed at random points. About 15 minutes here.
-test-soak: install
+test-soak: install-dev
 	$(BIN)/handoff warehouse up
 	$(BIN)/python -m pytest -q --soak -m soak
 
-test-fast: install
+test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # The full benchmark: make bench BENCH_ARGS='--tier S' (or --tier M); results in bench/results/.
-bench: install
+bench: install-dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-lint: install
-	$(BIN)/ruff check plugins dags tests
+# Lint (the first step of `make test`, and the pre-commit hooks): ruff with Airflow's rules; sqlfluff on the dbt
+# models, offline (jinja templater with the project's macros, no database; dbt_project/.sqlfluff says which rules).
+lint: install-dev
+	$(BIN)/ruff check plugins dags tests bench
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/sqlfluff lint dbt_project/models --processes 2 --disable-progress-bar
 
-# Regenerate the lock: a fresh venv from the loose pins in pyproject.toml, then freeze everything exactly.
+# Regenerate both locks: a fresh venv from the loose pins in pyproject.toml, frozen exactly: first the runtime
+# (requirements.txt), then the dev extra added within those pins (requirements-dev.txt: -r requirements.txt plus
+# what the dev tools add). A current setuptools first: the venv's bundled one is older than dlt allows (>=65.6).
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet -e '.[dev]'
-	{ echo "# Full lock of every direct and transitive dependency (make lock regenerates it)."; \
+	.lock-venv/bin/pip install --quiet --upgrade setuptools
+	.lock-venv/bin/pip install --quiet -e .
+	{ echo "# Runtime lock: every direct and transitive dependency of a deployment and \`make demo\`, exactly (make lock"; \
+	  echo "# regenerates it). Tests, benchmark and lint tools are in requirements-dev.txt."; \
 	  .lock-venv/bin/pip freeze --all --exclude-editable | grep -v -e '^pip==' -e '^handoff'; } > requirements.txt
+	.lock-venv/bin/pip install --quiet -c requirements.txt -e '.[dev]'
+	{ echo "# Development lock: the runtime lock plus the test, benchmark and lint tools and their dependencies, exactly"; \
+	  echo "# (make lock regenerates it; make test, make bench and make lint install it)."; \
+	  echo "-r requirements.txt"; \
+	  .lock-venv/bin/pip freeze --all --exclude-editable | grep -v -e '^pip==' -e '^handoff' \
+	    | grep -v -x -F -f <(grep -v '^#' requirements.txt); } > requirements-dev.txt
 	rm -rf .lock-venv
 
 warehouse-up: install

@@ -1,6 +1,9 @@
 """The full benchmark: every stage of the daily job on a generated sample, each in its own subprocess.
 
-    cd /work/main && .venv/bin/python bench/run.py --tier S|M [--runs N] [--out bench/results] [--keep-db]
+    .venv/bin/python bench/run.py --tier S|M [--runs N] [--out bench/results] [--keep-db]
+
+from the checkout's root; the script finds the repository from its own path (REPO below), so any working
+directory and any checkout location work.
 
 Tiers: S = 5,000 contacts x 180 days, M = 100,000 contacts x 180 days (same seed, end date 2026-11-24).
 Stages (each figure is median/min/max over --runs, default 3 for S and 1 for M, and a ratio to its limit or peer):

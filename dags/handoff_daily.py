@@ -11,7 +11,7 @@ This file is configuration only: schedule, order, retries, timeouts. Every task 
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
@@ -33,7 +33,8 @@ DEFAULT_ARGS = {
     # A data-interval timetable, deliberately: the run for day D covers [D 00:00, D+1 00:00) UTC and starts
     # once that day is over. (A cron/preset schedule in Airflow 3 gives a zero-length interval.)
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=datetime(2026, 1, 1),
+    # UTC, stated: a naive start_date would be read in the deployment's default_timezone.
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
@@ -42,30 +43,29 @@ DEFAULT_ARGS = {
     params={"push_dry_run": False},
 )
 def handoff_daily():
-    @task(execution_timeout=timedelta(minutes=30))
-    def extract_load_crm(data_interval_start=None, data_interval_end=None) -> dict:
+    @task(multiple_outputs=True, execution_timeout=timedelta(minutes=30))
+    def extract_load_crm(data_interval_end=None) -> dict:
         from handoff import pipeline
 
-        return pipeline.extract_load_crm(data_interval_start, data_interval_end)
+        return pipeline.extract_load_crm(data_interval_end)
 
-    @task(execution_timeout=timedelta(minutes=30))
+    @task(multiple_outputs=True, execution_timeout=timedelta(minutes=30))
     def extract_load_analytics(data_interval_start=None, data_interval_end=None) -> dict:
         from handoff import pipeline
 
         return pipeline.extract_load_analytics(data_interval_start, data_interval_end)
 
-    @task(execution_timeout=timedelta(minutes=10))
+    @task(multiple_outputs=True, execution_timeout=timedelta(minutes=10))
     def dbt_source_freshness(data_interval_end=None) -> dict:
         from handoff import pipeline
 
         return pipeline.dbt_source_freshness(data_interval_end)
 
-    @task(execution_timeout=timedelta(minutes=45), retries=3)
-    def push_sqls(data_interval_start=None, data_interval_end=None, params=None, run_id=None) -> dict:
+    @task(multiple_outputs=True, execution_timeout=timedelta(minutes=45), retries=3)
+    def push_sqls(data_interval_end=None, params=None, run_id=None) -> dict:
         from handoff import pipeline
 
-        return pipeline.push_sqls(data_interval_start, data_interval_end, run_id=run_id,
-                                  dry_run=bool((params or {}).get("push_dry_run")))
+        return pipeline.push_sqls(data_interval_end, run_id=run_id, dry_run=bool((params or {}).get("push_dry_run")))
 
     loaded = [extract_load_crm(), extract_load_analytics()]
     freshness = dbt_source_freshness()

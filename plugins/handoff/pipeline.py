@@ -41,7 +41,7 @@ def crm_client():
     return CrmClient(base, conn.password)
 
 
-def extract_load_crm(interval_start: datetime, interval_end: datetime) -> dict:
+def extract_load_crm(interval_end: datetime) -> dict:
     from handoff import sources  # noqa: PLC0415
 
     cfg = sources.load()
@@ -86,7 +86,7 @@ def dbt_source_freshness(interval_end: datetime) -> dict:
     return {"status": "fresh"}
 
 
-def push_sqls(interval_start: datetime, interval_end: datetime, *, run_id: str | None, dry_run: bool) -> dict:
+def push_sqls(interval_end: datetime, *, run_id: str | None, dry_run: bool) -> dict:
     from handoff.push import push_queue  # noqa: PLC0415
 
     with crm_client() as client:

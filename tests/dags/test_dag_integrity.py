@@ -1,4 +1,4 @@
-"""Every DAG imports cleanly, is configured as a production DAG should be, and parses fast."""
+"""Every DAG imports cleanly, is configured as a production DAG should be, and parses without loading the work."""
 
 from __future__ import annotations
 
@@ -13,19 +13,33 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
+NOT_UTC = "America/New_York"
+# What a DAG file must not load when the scheduler parses it: the task bodies (handoff.pipeline and the modules
+# it calls into), database drivers, HTTP and CRM clients, dbt itself. They load when a task runs.
+HEAVY_AT_PARSE = ("handoff.pipeline", "handoff.load", "handoff.extract", "handoff.push", "handoff.crm",
+                  "handoff.warehouse", "handoff.sample", "handoff.sources", "dbt", "psycopg", "psycopg2",
+                  "httpx", "dlt", "hubspot")
 
 PARSE_SCRIPT = r"""
 import json, os, sys, time
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 from airflow.dag_processing.dagbag import DagBag
+import pendulum
+loaded_before = set(sys.modules)
 t0 = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
+# what importing the DAG files loaded (Airflow's own imports, done above, excluded)
+loaded = sorted(set(sys.modules) - loaded_before)
+# the data interval each DAG's own timetable gives a manual run made right after 2026-11-24 (UTC) ends
+run_after = pendulum.datetime(2026, 11, 25, tz="UTC")
 # DagBag's own stats time the file's import (module body + DAG construction) per file
 stats = [{"file": s.file, "duration": s.duration.total_seconds(), "dags": s.dag_num} for s in bag.dagbag_stats]
 dags = {}
 for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
         "tags": sorted(dag.tags), "timetable": type(dag.timetable).__name__,
+        "start_date": dag.start_date.isoformat() if dag.start_date else None,
+        "manual_interval": [d.isoformat() for d in dag.timetable.infer_manual_data_interval(run_after=run_after)],
         "tasks": {t.task_id: {"retries": t.retries, "owner": t.owner,
                               "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
                               "upstream": sorted(t.upstream_task_ids),
@@ -36,7 +50,7 @@ for dag_id, dag in bag.dags.items():
                   for t in dag.tasks},
     }
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "stats": stats, "dags": dags,
-                  "wall": time.perf_counter() - t0}))
+                  "loaded": loaded, "wall": time.perf_counter() - t0}))
 """
 
 
@@ -44,7 +58,9 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "
 def parsed(tmp_path_factory) -> dict:
     home = tmp_path_factory.mktemp("airflow_home")
     env = {**os.environ, "AIRFLOW_HOME": str(home), "PYTHONPATH": str(REPO / "plugins"),
-           "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS), "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins")}
+           "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS), "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+           # not UTC, so a DAG whose dates lean on the deployment's default time zone shows it
+           "AIRFLOW__CORE__DEFAULT_TIMEZONE": NOT_UTC}
     out = subprocess.run([sys.executable, "-c", PARSE_SCRIPT, str(DAGS)], env=env, capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -64,17 +80,30 @@ def test_dags_have_tags_owner_and_retries(parsed):
             assert task["timeout"] is not None, f"{dag_id}.{task_id} has no execution_timeout"
 
 
-def test_daily_dag_covers_one_whole_day():
+def test_daily_dag_covers_one_whole_day(parsed):
+    """The timetable DagBag reports for handoff_daily (not one built here) gives the run for day D [D, D+1) UTC,
+    the interval ``handoff run --date D`` asks for."""
     sys.path.insert(0, str(REPO / "plugins"))
-    from airflow.timetables.interval import CronDataIntervalTimetable
     from handoff.airflow_run import interval_for
-    from pendulum import DateTime
 
-    timetable = CronDataIntervalTimetable("0 0 * * *", timezone="UTC")
     start, end = interval_for(datetime(2026, 11, 24, tzinfo=UTC).date())
-    inferred = timetable.infer_manual_data_interval(run_after=DateTime.instance(end))
-    assert (inferred.start, inferred.end) == (start, end)
+    inferred_start, inferred_end = map(datetime.fromisoformat, parsed["dags"]["handoff_daily"]["manual_interval"])
+    assert (inferred_start, inferred_end) == (start, end)
     assert end - start == timedelta(days=1)
+
+
+def test_daily_dag_starts_at_midnight_utc_whatever_the_default_time_zone(parsed):
+    """Parsed with default_timezone = America/New_York: the start_date is still 2026-01-01 00:00 UTC."""
+    start = datetime.fromisoformat(parsed["dags"]["handoff_daily"]["start_date"])
+    assert start == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_dag_files_load_no_task_dependencies_at_parse_time(parsed):
+    """The scheduler parses DAG files again and again: a DAG file imports what declares the DAG, and the work's
+    modules (the task bodies, database drivers, HTTP clients, dbt) only when a task runs."""
+    assert any(m.startswith("handoff") for m in parsed["loaded"])  # the check saw the DAG file's own imports
+    heavy = [m for m in parsed["loaded"] if any(m == h or m.startswith(h + ".") for h in HEAVY_AT_PARSE)]
+    assert heavy == []
 
 
 def test_daily_dag_order_is_extract_load_then_dbt_then_push(parsed):

@@ -11,14 +11,26 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _lock(name: str) -> list[str]:
+    lines = [ln.strip() for ln in (REPO / name).read_text().splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#") and ln != "-r requirements.txt"]
+
+
+DEV_ONLY = ("pytest", "pytest-xdist", "hypothesis", "ruff", "sqlfluff", "pre-commit", "hubspot-api-client", "dlt")
+
+
 def test_requirements_is_a_full_exact_lock():
-    lines = [ln.strip() for ln in (REPO / "requirements.txt").read_text().splitlines()]
-    reqs = [ln for ln in lines if ln and not ln.startswith("#")]
+    """requirements.txt locks the runtime, requirements-dev.txt (-r requirements.txt) adds the dev tools."""
+    runtime = _lock("requirements.txt")
+    reqs = runtime + _lock("requirements-dev.txt")
     assert len(reqs) > 100  # airflow + dbt + cosmos pull in well over a hundred packages
     exact = re.compile(r"[A-Za-z0-9_.\-]+(\[[a-z0-9,_\-]+\])?==[A-Za-z0-9_.+\-]+")
     for req in reqs:
         assert exact.fullmatch(req), f"not pinned exactly: {req}"
     pinned = {r.split("==")[0].lower().replace("_", "-"): r.split("==")[1] for r in reqs}
+    assert len(pinned) == len(reqs), "a package is pinned in both locks"
+    runtime_names = {r.split("==")[0].lower().replace("_", "-") for r in runtime}
+    assert not runtime_names & set(DEV_ONLY), "a test, benchmark or lint tool is in the runtime lock"
     assert pinned["apache-airflow"] == "3.3.2"
     assert pinned["dbt-core"] == "1.11.16"
     assert pinned["dbt-postgres"] == "1.11.0"
@@ -112,3 +124,22 @@ def test_every_dbt_column_description_says_more_than_the_column_name():
                     thin.append(f"{yml.relative_to(REPO)}: {model['name']}.{column['name']}: {text!r}")
     assert seen > 400  # every layer's columns were read
     assert thin == []
+
+
+# A home, a workspace or a mount point of one machine; /opt/airflow and /usr/lib/... (the container's and the
+# system's own paths) are not machine-specific.
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|home|Users|root|mnt|media)/[\w.-]")
+
+
+def test_no_machine_specific_path_in_any_tracked_file():
+    """Every script finds the checkout from its own location; no file names where one machine keeps it."""
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    found = []
+    for rel in files:
+        path = REPO / rel
+        if not path.is_file() or path.suffix in {".gz", ".png"}:
+            continue
+        for n, line in enumerate(path.read_text(errors="ignore").splitlines(), 1):
+            if MACHINE_PATH.search(line):
+                found.append(f"{rel}:{n}: {line.strip()[:100]}")
+    assert found == []

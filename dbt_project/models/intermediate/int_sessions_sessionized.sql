@@ -70,11 +70,11 @@ numbered as (
         sessions_here as session_index,
         -- a repeat visit: the visitor already had a session on an earlier day
         event_date > first_date_here as is_repeat_visit,
-        event_date is distinct from previous_date_here as is_first_session_of_day
+        (event_date is distinct from previous_date_here) as is_first_session_of_day
         {%- else %}
         resumed.sessions_before + sessions_here as session_index,
         event_date > coalesce(resumed.first_session_date, first_date_here) as is_repeat_visit,
-        event_date is distinct from coalesce(previous_date_here, resumed.last_session_date)
+        (event_date is distinct from coalesce(previous_date_here, resumed.last_session_date))
             as is_first_session_of_day
         {%- endif %}
     from sessions

@@ -48,7 +48,8 @@ facts_in_scope as (
         select * from facts
         where facts.contact_id = older_days.contact_id
             and facts.event_date = older_days.event_date
-        offset 0  -- keeps it a per-day index probe (not pulled up into a join over every fact)
+        -- offset 0 keeps it a per-day index probe (not pulled up into a join over every fact); no order needed
+        offset 0  -- noqa: AM09
     ) as older
 ),
 {% endif %}

@@ -138,9 +138,6 @@ ASSOCIATION_TYPES: dict[tuple[str, int], tuple[str, str]] = {
     ("tasks", 192): ("companies", "task_to_company"),
     ("tasks", 216): ("deals", "task_to_deal"),
 }
-ASSOCIATION_TYPE_IDS: dict[str, int] = {}
-for (_from, _tid), (_to, _label) in ASSOCIATION_TYPES.items():
-    ASSOCIATION_TYPE_IDS.setdefault(_label, _tid)
 
 
 def canonical_type(name: str) -> str | None:

@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 
 from .model import (
-    ASSOCIATION_TYPE_IDS,
     CREATEDATE_PROPERTY,
     HUBSPOT_PROPERTIES,
     LASTMODIFIED_PROPERTY,
@@ -504,7 +503,3 @@ def read_jsonl_gz(path: Path) -> Iterator[dict[str, Any]]:
                 yield orjson.loads(text)
             except orjson.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{n}: not valid JSON ({exc})") from exc
-
-
-def association_type_id(label: str) -> int | None:
-    return ASSOCIATION_TYPE_IDS.get(label)

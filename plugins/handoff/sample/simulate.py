@@ -333,9 +333,6 @@ class ContactSim:
                 return h * HOUR + int(rand() * 900)
         return -1
 
-    def mode_pages(self, mode: str) -> list[int]:
-        return T.modes[mode]
-
     def make_session(self, day: int, mode: str, n_pages: int, sec: int | None = None) -> Sess | None:
         rand = self.rng.random
         if sec is None:
@@ -1160,9 +1157,6 @@ def simulate_visitor(v: int) -> list[tuple[int, bytes]]:
 
 
 # -- a chunk of work (runs in a worker) ----------------------------------------------------------------------
-CHUNK_KEYS = ("contacts", "deals", "meetings", "calls", "truth")
-
-
 def run_chunk(args: tuple[list[ContactPlan], range]) -> dict:
     plans, visitors = args
     t = T

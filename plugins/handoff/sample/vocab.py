@@ -119,7 +119,6 @@ SOURCE_REFERRER = {"google": "https://www.google.com/", "bing": "https://www.bin
                    "duckduckgo": "https://duckduckgo.com/", "linkedin": "https://www.linkedin.com/",
                    "facebook": "https://www.facebook.com/", "g2.com": "https://www.g2.com/",
                    "capterra.com": "https://www.capterra.com/", "partner-blog": "https://revopsweekly.example/"}
-SOCIAL_NETWORKS = (("linkedin", 70), ("twitter", 20), ("youtube", 10))
 SOCIAL_ACTIONS = ("like", "comment", "share", "follow", "click")
 # HubSpot's default call dispositions (their GUIDs), with a label for the CSV reader.
 CALL_DISPOSITIONS = {

@@ -1,6 +1,9 @@
 """Quick loader benchmark: the analytics loader vs a plain COPY of the same rows into the same table.
 
-    cd /work/main && .venv/bin/python tests/plugins/load/bench_loader.py [--lines 500000] [--gz]
+    .venv/bin/python tests/plugins/load/bench_loader.py [--lines 500000] [--gz]
+
+from the checkout's root; the script finds the repository from its own path (REPO below), so any working
+directory and any checkout location work.
 
 Uses a scratch database (handoff_bench) on the project's warehouse. The plain COPY sends the exact rows the
 loader produces (pre-formatted in memory beforehand), in the same 1 MiB writes, so the difference is the cost

@@ -1,6 +1,9 @@
 """Push throughput against the rate limit: N SQLs into a CRM sandbox limited to R requests per W seconds.
 
-    cd /work/main && .venv/bin/python tests/plugins/push/bench_push.py [--sqls 1000] [--rate 100/1]
+    .venv/bin/python tests/plugins/push/bench_push.py [--sqls 1000] [--rate 100/1]
+
+from the checkout's root; the script finds the repository from its own path (REPO below), so any working
+directory and any checkout location work.
 
 Uses a scratch database (handoff_bench_push) on the project's warehouse and a fresh sandbox per trial. Prints
 the push's wall time next to the rate-limit floor (requests needed / sustained rate, handoff.push.floor_seconds),
