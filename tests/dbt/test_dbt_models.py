@@ -815,6 +815,7 @@ def test_a_contact_day_that_loses_all_its_facts_leaves_the_engagement_mart_as_a_
     _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
 
 
+@pytest.mark.soak  # a known gap, recorded: `make test-soak` says when it is fixed (keeps `make test` under 10 min)
 @pytest.mark.xfail(strict=True, reason=(
     "a contact gone from the CRM keeps its rows before L in fct_contact_engagement_daily and "
     "fct_contact_scores_daily (16 and 82 rows for the contact picked here; a full refresh has none), and its "
