@@ -456,6 +456,22 @@ def _late(event: dict) -> bool:
             and int(hashlib.sha256(event["messageId"].encode()).hexdigest()[:8], 16) % 10 == 0)
 
 
+@contextlib.contextmanager
+def _gone_from_the_crm(admin: str, contact_id: str):
+    """The contact's raw CRM rows held aside (the contact deleted in the CRM) while the block runs, then put back."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("drop table if exists raw.crm_contacts_held")
+        conn.execute("create table raw.crm_contacts_held as select * from raw.crm_contacts where record_id = %s",
+                     [contact_id])
+        conn.execute("delete from raw.crm_contacts where record_id = %s", [contact_id])
+    try:
+        yield
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("insert into raw.crm_contacts select * from raw.crm_contacts_held")
+            conn.execute("drop table raw.crm_contacts_held")
+
+
 def _mart_rows(admin: str) -> dict[str, Counter]:
     """Every mart as a multiset of rows (each row rendered as text), for a zero-differing-rows comparison."""
     tables = [r["table_name"] for r in _rows(admin, "select table_name from information_schema.tables "
@@ -583,22 +599,13 @@ def test_a_crm_contact_going_and_coming_back_is_applied_incrementally_as_a_full_
                             "where _written_at = (select max(_written_at) from intermediate.int_events_attributed)"
                      )[0]["n"]
 
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("drop table if exists raw.crm_contacts_held")
-        conn.execute("create table raw.crm_contacts_held as select * from raw.crm_contacts where record_id = %s",
-                     [cid])
-        conn.execute("delete from raw.crm_contacts where record_id = %s", [cid])
-    try:
+    with _gone_from_the_crm(admin, cid):
         _dbt(tmp, "run", *MODELS, **day)
         assert _rows(admin, events_of, [cid])[0]["n"] == 0
         assert owned <= rewritten() < total / 10  # the contact's events, not everyone's
         gone = _event_level_rows(admin)
         _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
         assert _event_level_rows(admin) == gone
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("insert into raw.crm_contacts select * from raw.crm_contacts_held")
-            conn.execute("drop table raw.crm_contacts_held")
     _dbt(tmp, "run", *MODELS, **day)
     assert _rows(admin, events_of, [cid])[0]["n"] == owned
     assert owned <= rewritten() < total / 10
@@ -786,32 +793,27 @@ def test_a_contact_day_that_loses_all_its_facts_leaves_the_engagement_mart_as_a_
     assert _rows(admin, on_lookback, [gone, first])[0]["n"] >= 1
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("drop table if exists raw.crm_meetings_held")
-        conn.execute("drop table if exists raw.crm_contacts_held")
         conn.execute("create table raw.crm_meetings_held as select * from raw.crm_meetings"
                      " where record_id = any(%s)", [meetings])
         conn.execute("update raw.crm_meetings set record = jsonb_set(record, '{properties,hs_meeting_outcome}',"
                      " '\"CANCELED\"') where record_id = any(%s)", [meetings])
-        conn.execute("create table raw.crm_contacts_held as select * from raw.crm_contacts where record_id = %s",
-                     [gone])
-        conn.execute("delete from raw.crm_contacts where record_id = %s", [gone])
     try:
-        _dbt(tmp, "run", *MODELS, **day)
-        daily = _engagement_from(admin, first)
-        _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
-        refreshed = _engagement_from(admin, first)
-        differing = (daily - refreshed) + (refreshed - daily)
-        assert differing.total() == 0, (met_id, met_day, gone, sorted(
-            (json.loads(r)["contact_id"], json.loads(r)["activity_date"], r in daily) for r in differing))
-        assert not _rows(admin, "select 1 from marts.fct_contact_engagement_daily"
-                                " where contact_id = %s and activity_date = %s", [met_id, met_day])
-        assert _rows(admin, on_lookback, [gone, first])[0]["n"] == 0
+        with _gone_from_the_crm(admin, gone):
+            _dbt(tmp, "run", *MODELS, **day)
+            daily = _engagement_from(admin, first)
+            _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
+            refreshed = _engagement_from(admin, first)
+            differing = (daily - refreshed) + (refreshed - daily)
+            assert differing.total() == 0, (met_id, met_day, gone, sorted(
+                (json.loads(r)["contact_id"], json.loads(r)["activity_date"], r in daily) for r in differing))
+            assert not _rows(admin, "select 1 from marts.fct_contact_engagement_daily"
+                                    " where contact_id = %s and activity_date = %s", [met_id, met_day])
+            assert _rows(admin, on_lookback, [gone, first])[0]["n"] == 0
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute("delete from raw.crm_meetings where record_id = any(%s)", [meetings])
             conn.execute("insert into raw.crm_meetings select * from raw.crm_meetings_held")
-            conn.execute("insert into raw.crm_contacts select * from raw.crm_contacts_held")
             conn.execute("drop table raw.crm_meetings_held")
-            conn.execute("drop table raw.crm_contacts_held")
     _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
 
 
@@ -831,21 +833,14 @@ def test_a_contact_gone_from_the_crm_leaves_every_mart_as_a_full_refresh_would(b
     gone = _rows(admin, "select contact_id from intermediate.int_contact_score_first_days"
                         " where first_mql_date < %s order by contact_id limit 1", [first])[0]["contact_id"]
     first_days = "select count(*) as n from intermediate.int_contact_score_first_days where contact_id = %s"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("drop table if exists raw.crm_contacts_held")
-        conn.execute("create table raw.crm_contacts_held as select * from raw.crm_contacts where record_id = %s",
-                     [gone])
-        conn.execute("delete from raw.crm_contacts where record_id = %s", [gone])
     try:
-        _dbt(tmp, "run", *MODELS, **day)
-        daily, held = _mart_rows(admin), _rows(admin, first_days, [gone])[0]["n"]
-        _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
-        _assert_same_marts(daily, _mart_rows(admin))
-        assert held == _rows(admin, first_days, [gone])[0]["n"] == 0
+        with _gone_from_the_crm(admin, gone):
+            _dbt(tmp, "run", *MODELS, **day)
+            daily, held = _mart_rows(admin), _rows(admin, first_days, [gone])[0]["n"]
+            _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
+            _assert_same_marts(daily, _mart_rows(admin))
+            assert held == _rows(admin, first_days, [gone])[0]["n"] == 0
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("insert into raw.crm_contacts select * from raw.crm_contacts_held")
-            conn.execute("drop table raw.crm_contacts_held")
         _dbt(tmp, "run", *MODELS, "--full-refresh", start=_midnight(END))
 
 
