@@ -153,10 +153,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from handoff import airflow_run, sources, warehouse  # noqa: PLC0415
     from handoff.load import analytics, landing_log  # noqa: PLC0415
 
-    try:
-        cfg = sources.load().analytics
-    except sources.SourcesError as exc:
-        raise CliError(str(exc)) from None
+    cfg = sources.load().analytics  # a SourcesError is one `handoff: error:` line (main)
     landing_dir = args.landing or cfg.landing
     if not os.path.isdir(landing_dir):
         raise CliError(f"the landing folder {landing_dir} does not exist or is not a folder")
@@ -246,10 +243,7 @@ def cmd_dbt(args: argparse.Namespace) -> int:
 def cmd_import_history(args: argparse.Namespace) -> int:
     from handoff import airflow_run, history, sources, warehouse  # noqa: PLC0415
 
-    try:
-        cfg = sources.load(args.sources)
-    except sources.SourcesError as exc:
-        raise CliError(str(exc)) from None
+    cfg = sources.load(args.sources)  # a SourcesError is one `handoff: error:` line (main)
     csv_dir = args.csv_dir if args.csv_dir is not None else cfg.crm.csv_dir
     try:  # the run lock, as `handoff run`: the import's dbt build --full-refresh replaces the tables a run builds
         with airflow_run.run_lock(args.export_date, command="handoff import-history", wait=args.wait, log=log):
