@@ -151,7 +151,7 @@ def make_day_new_to_dbt(admin: str, last_day: str) -> dict:
     replaces 127,000 scattered rows at tier M: another and costlier path. The day's events leave the staged and
     attributed events, their visitors go to the attribution's change log from their earliest such event (the
     sessions, facts and touchpoints the run recomputes, as a run with the new day does), and the day's load batches
-    leave the applied-input copies (dbt_project/macros/visitor_changes.sql), and the day's rows leave the daily
+    leave the applied-input copies (dbt_project/macros/change_logs.sql), and the day's rows leave the daily
     tables (until commit e88d73f they stayed, and the timed build first deleted its own day's 750,319 rows at tier M).
     Untimed; the next dbt build stages the day's raw rows again."""
     with psycopg.connect(admin) as conn, conn.cursor() as cur:
@@ -160,7 +160,7 @@ def make_day_new_to_dbt(admin: str, last_day: str) -> dict:
         cur.execute("create temp table day_events on commit drop as select event_id from"
                     " staging.stg_analytics__events where _batch_id in (select _batch_id from day_batches)")
         logged = cur.execute(
-            "insert into intermediate.int_events_attributed__visitor_changes (changed_at, visitor_key, changed_from)"
+            "insert into intermediate.int_events_attributed__changes (changed_at, key, changed_from)"
             " select now(), visitor_key, min(event_at) from intermediate.int_events_attributed"
             " where event_id in (select event_id from day_events) and visitor_key is not null"
             " group by visitor_key").rowcount

@@ -206,8 +206,8 @@ def test_a_daily_runs_data_tests_check_the_rows_it_recomputed_and_a_full_test_ev
 
 
 def test_dense_daily_tables_keep_later_inserts_out_of_the_full_builds_packed_pages(built):
-    """Built whole, each dense daily table takes fillfactor 90 for later inserts (macros/incremental.sql,
-    daily_table_config), so a daily run's rows fill the pages the previous run's days freed rather than the few
+    """Built whole, each dense daily table takes fillfactor 90 for later inserts (macros/contact_changes.sql,
+    dense_rows_record), so a daily run's rows fill the pages the previous run's days freed rather than the few
     bytes left in every packed page."""
     admin, _, _ = built
     options = {r["relname"]: r["reloptions"] for r in _rows(admin, """

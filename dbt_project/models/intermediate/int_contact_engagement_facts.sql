@@ -1,9 +1,10 @@
-{{ config(**visitor_consumer_config('contact_id', since='occurred_at', indexes=[
-        {'columns': ['contact_id', 'event_date']}, {'columns': ['known_date']},
-        {'columns': ['feature', 'known_date']}, {'columns': ['_written_at']}],
-    after=['int_sessions_sessionized'],
-    pre_hooks=["{% if is_incremental() %}delete from {{ this }} where feature = 'meetings'{% endif %}"])) }}
-{%- set whole = visitor_changes_rebuild_whole(ref('int_events_attributed')) %}
+{{ config(pre_hook=["{{ changes_read(attribution_log(), after=['int_sessions_sessionized']) }}",
+                    "{% if is_incremental() %}delete from {{ this }} where feature = 'meetings'{% endif %}",
+                    "{{ visitor_rows_retract('contact_id', since='occurred_at') }}"],
+          post_hook="{{ changes_applied(attribution_log()) }}",
+          **appended_table_config([{'columns': ['contact_id', 'event_date']}, {'columns': ['known_date']},
+                                   {'columns': ['feature', 'known_date']}, {'columns': ['_written_at']}])) }}
+{%- set whole = rebuilds_whole(attribution_log()) %}
 -- The behaviour vocabulary as long facts: one row per contact × source record × feature it counts for, with
 -- the day it happened (event_date) and the day it was known (known_date). The daily models pivot these.
 -- Incremental by contact (macros/visitor_changes.sql): a daily run recomputes the web facts of the contacts whose

@@ -1,4 +1,6 @@
-{{ config(**daily_table_config(change_hooks=["{{ features_changed_contacts() }}"])) }}
+{{ config(pre_hook=["{{ dense_rows_prepare() }}", "{{ features_changed_contacts() }}",
+                    "{{ delete_recomputed_days() }}"],
+          post_hook="{{ dense_rows_record() }}", **daily_table_config()) }}
 -- The point-in-time behaviour of every contact: one row per contact per day from the first day we know of it
 -- (lead creation, or its earliest stitched activity) to the interval end, with each behaviour feature's count
 -- of facts KNOWN on that day (0 when none) and the days since its last known activity.

@@ -1,5 +1,8 @@
-{{ config(**daily_table_config(unique=false, upstream='int_contact_features_daily', inputs='rule_hits_inputs',
-                               pre_hooks=["set local work_mem = '" ~ var('heavy_model_work_mem') ~ "'"])) }}
+{{ config(pre_hook=["set local work_mem = '{{ var('heavy_model_work_mem') }}'",
+                    "{{ dense_rows_prepare(upstream='int_contact_features_daily', inputs=rule_hits_inputs()) }}",
+                    "{{ delete_recomputed_days() }}"],
+          post_hook="{{ dense_rows_record(upstream='int_contact_features_daily', inputs=rule_hits_inputs()) }}",
+          **daily_table_config(unique=false)) }}
 -- Behaviour rule hits: one row per contact per day per behaviour or derived rule of the funnel definition that
 -- scores non-zero points that day, with the value it saw (fit rules: int_contact_fit_rule_hits — fit attributes
 -- are the contact's current ones, so they do not change by day). Rules are evaluated generically from the seed

@@ -3,7 +3,10 @@
 -- points and the values they saw (as known at the end of that day). Incremental like its rule hits: a daily run
 -- recomputes the days from data_interval_start − lookback_days to the interval end: the lookback days only of the
 -- contacts whose rule hits or fit rule hits changed (macros/contact_changes.sql).
-{{ config(**daily_table_config(upstream='int_contact_rule_hits_daily', inputs='scores_inputs')) }}
+{{ config(pre_hook=["{{ dense_rows_prepare(upstream='int_contact_rule_hits_daily', inputs=scores_inputs()) }}",
+                    "{{ delete_recomputed_days() }}"],
+          post_hook="{{ dense_rows_record(upstream='int_contact_rule_hits_daily', inputs=scores_inputs()) }}",
+          **daily_table_config()) }}
 
 with
 

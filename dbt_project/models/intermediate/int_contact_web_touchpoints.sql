@@ -1,6 +1,8 @@
-{{ config(**visitor_consumer_config('contact_id', indexes=[{'columns': ['contact_id'], 'unique': true}],
-                                    after=['int_sessions_sessionized'])) }}
-{%- set whole = visitor_changes_rebuild_whole(ref('int_events_attributed')) %}
+{{ config(pre_hook=["{{ changes_read(attribution_log(), after=['int_sessions_sessionized']) }}",
+                    "{{ visitor_rows_retract('contact_id') }}"],
+          post_hook="{{ changes_applied(attribution_log()) }}",
+          **appended_table_config([{'columns': ['contact_id'], 'unique': true}])) }}
+{%- set whole = rebuilds_whole(attribution_log()) %}
 -- Per contact, from its web history: first touch (the first session's source/medium), last page or track event,
 -- and the top content it consumed (catalog titles by views and downloads). int_contact_touchpoints adds the CRM
 -- activities. Incremental by contact (macros/visitor_changes.sql): a daily run recomputes the contacts whose events

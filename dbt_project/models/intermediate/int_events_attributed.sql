@@ -1,13 +1,6 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    unlogged=false,
-    on_schema_change='fail',
-    indexes=[{'columns': ['event_id'], 'unique': true}, {'columns': ['visitor_key', 'event_at']},
-             {'columns': ['_written_at']}],
-    pre_hook=["{{ attribution_changes_prepare() }}"],
-    post_hook=["{{ attribution_changes_record() }}"],
-) }}
+{{ config(pre_hook="{{ attribution_changes_prepare() }}", post_hook="{{ attribution_changes_record() }}",
+          **appended_table_config([{'columns': ['event_id'], 'unique': true},
+                                   {'columns': ['visitor_key', 'event_at']}, {'columns': ['_written_at']}])) }}
 -- Every analytics event with its contact (userId, or the stitched anonymous device), its catalog content and
 -- the behaviour feature it counts for (event names map through the definition's event map, never code).
 -- Incremental (macros/visitor_changes.sql): a run recomputes the events of new load batches, of devices whose

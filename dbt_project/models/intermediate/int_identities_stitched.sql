@@ -1,12 +1,6 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    unlogged=false,
-    on_schema_change='fail',
-    indexes=[{'columns': ['anonymous_id'], 'unique': true}, {'columns': ['contact_id']}],
-    pre_hook=["{{ identity_changes_prepare() }}"],
-    post_hook=["{{ identity_changes_record() }}"],
-) }}
+{{ config(pre_hook="{{ identity_changes_prepare() }}",
+          post_hook="{{ applied_inputs_record('handoff_identity', identity_inputs()) }}",
+          **appended_table_config([{'columns': ['anonymous_id'], 'unique': true}, {'columns': ['contact_id']}])) }}
 -- anonymous_id -> contact: the first contact a device was identified as (an event carrying the CRM contact id
 -- as userId, or an identify call whose traits email matches a contact). Everything the device did, before and
 -- after, belongs to that contact.

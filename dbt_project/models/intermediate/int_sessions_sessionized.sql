@@ -1,8 +1,9 @@
-{{ config(**visitor_consumer_config('visitor_key', since='started_at', indexes=[
-        {'columns': ['session_id'], 'unique': true}, {'columns': ['visitor_key', 'started_at']},
-        {'columns': ['_written_at']}],
-    pre_hooks=["{{ session_resume_points() }}"])) }}
-{%- set whole = visitor_changes_rebuild_whole(ref('int_events_attributed')) %}
+{{ config(pre_hook=["{{ changes_read(attribution_log()) }}", "{{ session_resume_points() }}",
+                    "{{ visitor_rows_retract('visitor_key', since='started_at') }}"],
+          post_hook="{{ changes_applied(attribution_log()) }}",
+          **appended_table_config([{'columns': ['session_id'], 'unique': true},
+                                   {'columns': ['visitor_key', 'started_at']}, {'columns': ['_written_at']}])) }}
+{%- set whole = rebuilds_whole(attribution_log()) %}
 -- Web sessions: a visitor's page views, split where the gap to the previous one exceeds
 -- var('session_inactivity_minutes'). A visitor is the contact (all its stitched devices) or an anonymous device.
 -- Server-side track events (email opens, social) are not visits and do not make sessions.

@@ -1,5 +1,7 @@
-{{ config(**daily_table_config(upstream='int_contact_scores_daily', log_changes=false,
-                               change_hooks=["{{ scores_mart_settings_changed() }}"])) }}
+{{ config(pre_hook=["{{ dense_rows_prepare(upstream='int_contact_scores_daily') }}",
+                    "{{ scores_mart_settings_changed() }}", "{{ delete_recomputed_days() }}"],
+          post_hook="{{ dense_rows_record(upstream='int_contact_scores_daily', log_changes=false) }}",
+          **daily_table_config()) }}
 -- Incremental: the recomputed days leave by a range delete on score_date (indexed), then append. dbt's
 -- delete+insert by key took 223 s of a 1,070 s one-day build at 100,000 contacts; the unique index still refuses a
 -- duplicate day. On the lookback days only the contacts whose scores changed there are rewritten, or every contact
