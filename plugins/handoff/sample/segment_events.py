@@ -38,34 +38,36 @@ class EventEmitter:
         self.context_tail = (b'},"userAgent":' + dumps(user_agent) + b',"ip":' + dumps(ip) + b',"library":'
                              + dumps(LIBRARY_WEB) + b"}}\n")
 
-    def _sent_and_received(self, at_ms: int, late: bool) -> tuple[int, int]:
+    def _sent_and_received(self, at_ms: int, late: bool) -> tuple[int, int] | None:
+        """When an event at ``at_ms`` was sent and received; None when it happened or arrives after the end."""
+        end_ms = self.tables.end_ms
+        if at_ms > end_ms:
+            return None
         rand = self.rng.random
         sent_ms = at_ms + 5 + int(rand() * 1500)
         received_ms = (sent_ms + 20 + int(rand() * 900) if not late
                        else at_ms + 3_600_000 + int(rand() * 104_400_000))
+        if received_ms > end_ms:
+            return None
         return sent_ms, received_ms
 
     def emit(self, event: dict, at_ms: int, late: bool = False) -> None:
+        delivery = self._sent_and_received(at_ms, late)
+        if delivery is None:
+            return
+        sent_ms, received_ms = delivery
         tables = self.tables
-        end_ms = tables.end_ms
-        if at_ms > end_ms:
-            return
-        sent_ms, received_ms = self._sent_and_received(at_ms, late)
-        if received_ms > end_ms:
-            return
         event["timestamp"] = tables.timestamp(at_ms)
         event["sentAt"] = tables.timestamp(sent_ms)
         event["receivedAt"] = tables.timestamp(received_ms)
         self.out.append((received_ms // DAY_MS, dumps(event, option=APPEND_NEWLINE)))
 
     def emit_page(self, page: int, at_ms: int, referrer_json: bytes, user_id_json: bytes, late: bool) -> None:
+        delivery = self._sent_and_received(at_ms, late)
+        if delivery is None:
+            return
+        sent_ms, received_ms = delivery
         tables = self.tables
-        end_ms = tables.end_ms
-        if at_ms > end_ms:
-            return
-        sent_ms, received_ms = self._sent_and_received(at_ms, late)
-        if received_ms > end_ms:
-            return
         day_prefix, clock_time, millis_suffix = (tables.day_prefix_bytes, tables.clock_time_bytes,
                                                  tables.millisecond_suffix_bytes)
         at_day, at_millis = divmod(at_ms, DAY_MS)
