@@ -1,6 +1,10 @@
 """What one contact does on the web and in its inbox, drawn from its plan: visits before and at sign-up, later
 visits and downloads, e-mails, social interactions and the SQL signal. ``mql_timing`` then tones the days before
-the planned MQL day down and lifts that day over the threshold."""
+the planned MQL day down and lifts that day over the threshold.
+
+Decision signals (demo/pricing/audit requests, meetings booked) appear only on and after the planned SQL day:
+the one signal session (``sql_signal``) is placed on that day.
+"""
 
 from __future__ import annotations
 
