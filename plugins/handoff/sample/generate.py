@@ -1,7 +1,7 @@
 """Write the sample company to disk: the layout in docs/data-contracts.md ("Sample output").
 
 The parent process plans the company (world.py), hands chunks of 1,000 contacts to worker processes
-(simulate.py) and appends what comes back, in chunk order, to the output files. Workers return their events
+(workers.py) and appends what comes back, in chunk order, to the output files. Workers return their events
 already deflated per day, so the parent only writes bytes; the result does not depend on how many workers ran.
 """
 
@@ -21,9 +21,11 @@ from typing import Any
 
 import orjson
 
-from handoff.sample import simulate, vocab
+from handoff.sample import vocab
 from handoff.sample.config import CATALOG_PATH, FUNNEL_PATH, load_catalog, load_funnel
 from handoff.sample.gzpieces import PieceWriter, deflate_piece
+from handoff.sample.simulation_tables import SimulationTables
+from handoff.sample.workers import init_worker, run_chunk, run_chunk_in_worker
 from handoff.sample.world import World, build_world, day_string, iso_ms, plan_contacts
 
 CHUNK_CONTACTS = 1000
@@ -162,13 +164,14 @@ class _Runner:
         self.args = (world, catalog, max_events)
         self.workers = workers
         self.pool = None
+        self.tables: SimulationTables | None = None  # one worker: the tables, in this process
 
     def __enter__(self) -> _Runner:
         if self.workers == 1:
-            simulate.init_worker(*self.args)
+            self.tables = SimulationTables(*self.args)
         else:
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            self.pool = multiprocessing.get_context(method).Pool(self.workers, initializer=simulate.init_worker,
+            self.pool = multiprocessing.get_context(method).Pool(self.workers, initializer=init_worker,
                                                                  initargs=self.args)
         return self
 
@@ -180,19 +183,19 @@ class _Runner:
     def run(self, tasks: list):
         if self.pool is None:
             for task in tasks:
-                yield simulate.run_chunk(task)
+                yield run_chunk(self.tables, task)
             return
         pending: deque = deque()
         it = iter(tasks)
         for task in it:  # keep a bounded number of chunks in flight: memory stays flat
-            pending.append(self.pool.apply_async(simulate.run_chunk, (task,)))
+            pending.append(self.pool.apply_async(run_chunk_in_worker, (task,)))
             if len(pending) >= self.workers * 2:
                 break
         while pending:
             result = pending.popleft().get()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append(self.pool.apply_async(simulate.run_chunk, (nxt,)))
+                pending.append(self.pool.apply_async(run_chunk_in_worker, (nxt,)))
             yield result
 
 

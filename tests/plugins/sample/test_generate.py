@@ -13,9 +13,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
-import yaml
 from handoff.sample import add_arguments, generate, main
-from handoff.sample.config import CATALOG_PATH, FUNNEL_PATH
+from handoff.sample.config import CATALOG_PATH, FUNNEL_PATH, load_funnel
 
 from tests.plugins.sample.funnel_reading import first_mql_days
 from tests.plugins.sample.sample_support import END, SMALL, read_jsonl_gz
@@ -36,8 +35,20 @@ def truth_rows(sample: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def funnel_lists() -> dict:
-    return yaml.safe_load(FUNNEL_PATH.read_text())["lists"]
+def funnel_lists() -> dict[str, tuple[str, ...]]:
+    """The definition's lists, from the typed funnel model (``handoff.funnel``), as the generator reads them."""
+    return load_funnel().lists
+
+
+def funnel_with_competitors(path: Path, domains: list[str]) -> Path:
+    """A copy of config/funnel.yml at ``path`` whose competitor_domains are ``domains``: the line that lists the
+    model's competitor domains (``handoff.funnel``) is replaced, the rest of the file is kept as it is."""
+    listed = f"competitor_domains: [{', '.join(load_funnel().lists['competitor_domains'])}]"
+    text = FUNNEL_PATH.read_text()
+    if text.count(listed) != 1:
+        raise AssertionError(f"{FUNNEL_PATH}: expected one line {listed!r} (the competitor domains, in flow style)")
+    path.write_text(text.replace(listed, f"competitor_domains: [{', '.join(domains)}]"))
+    return path
 
 
 # -- determinism ------------------------------------------------------------------------------------------------
@@ -275,10 +286,7 @@ def test_competitors_and_personal_emails_use_the_funnel_lists(sample: Path) -> N
 
 
 def test_competitor_domains_come_from_the_funnel_file(tmp_path: Path) -> None:
-    doc = yaml.safe_load(FUNNEL_PATH.read_text())
-    doc["lists"]["competitor_domains"] = ["rivalsoft.example"]
-    funnel = tmp_path / "funnel.yml"
-    funnel.write_text(yaml.safe_dump(doc))
+    funnel = funnel_with_competitors(tmp_path / "funnel.yml", ["rivalsoft.example"])
     generate(tmp_path / "out", seed=5, contacts=400, days=10, end_date=END, workers=1, funnel_path=funnel)
     competitors = [r for r in truth_rows(tmp_path / "out") if r["is_competitor"] == "true"]
     assert competitors and {r["email"].rsplit("@", 1)[1] for r in competitors} == {"rivalsoft.example"}
