@@ -2,7 +2,8 @@
 
 Reads run in a deferred transaction (a consistent snapshot); writes are serialised by a
 process-wide lock plus `BEGIN IMMEDIATE`, so read-modify-write rules (forward-only lifecycle
-stage, unique values) hold under concurrent requests.
+stage, unique values) hold under concurrent requests. Reading objects in the API's shape into these
+rows (`--init-from`, `load_objects`) is `loading.py`.
 """
 
 from __future__ import annotations
