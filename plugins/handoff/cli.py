@@ -217,7 +217,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def cmd_crm_properties(args: argparse.Namespace) -> int:
     from handoff import local_services  # noqa: PLC0415
-    from handoff.crm.client import CrmError  # noqa: PLC0415
+    from handoff.crm.errors import CrmError  # noqa: PLC0415
     from handoff.crm.properties import HANDOFF_PROPERTIES, ensure_properties  # noqa: PLC0415
 
     with local_services.crm_client_for_cli(log=log) as client:

@@ -4,15 +4,16 @@ Why not the official ``hubspot-api-client`` SDK: the SDK deserializes responses 
 fields the model does not know (custom properties survive, but e.g. ``archivedAt`` on some objects, or anything
 HubSpot adds later, does not), while raw tables must keep the object exactly as the API returned it; it has no
 rate limiter shared across its sub-clients (each API class retries on its own via urllib3, sleeping inside the
-SDK); and it would add a second HTTP stack next to ``httpx``. A ~300-line ``httpx`` client gives us the exact
-JSON, one rate limiter for every request the process sends (reads now, the push's writes later), retries we
-control and can test deterministically, and one place that guarantees the token never reaches a log line, an
-exception or a repr. The sandbox accepts what the SDK sends; this client sends the same requests.
+SDK); and it would add a second HTTP stack next to ``httpx``. A small ``httpx`` client (this module, with
+``errors``, ``rate_limit`` and ``timestamps`` beside it) gives us the exact JSON, one rate limiter for every request
+the process sends (reads now, the push's writes later), retries we control and can test deterministically, and one
+place that guarantees the token never reaches a log line, an exception or a repr. The sandbox accepts what the SDK
+sends; this client sends the same requests.
 
 Limits (HubSpot's, as ``handoff.crm_sandbox.limits.LIMITS`` lists them with their documentation pages): at most 100
-requests per rolling 10 s (``RateLimiter``), and the search endpoints on top at most 5 per rolling second per token
-(a second ``RateLimiter``, 5 per 1.1 s for a margin, that only ``POST .../search`` takes); pages of 100 (list),
-200 (search), 50 (list and batch read with ``propertiesWithHistory``), batches of 100.
+requests per rolling 10 s (``rate_limit.RateLimiter``), and the search endpoints on top at most 5 per rolling second
+per token (a second ``RateLimiter``, 5 per 1.1 s for a margin, that only ``POST .../search`` takes); pages of 100
+(list), 200 (search), 50 (list and batch read with ``propertiesWithHistory``), batches of 100.
 
 Retries: 429 waits for ``Retry-After`` (or the ``X-HubSpot-RateLimit-Interval-Milliseconds`` window when
 ``X-HubSpot-RateLimit-Remaining`` is 0; 1 s when the answer says neither, as a search 429 does) and pauses the
@@ -26,14 +27,16 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
+from handoff.crm.errors import CrmError, api_error, error_text, policy_name, retry_after
+from handoff.crm.rate_limit import RateLimiter
+from handoff.crm.timestamps import epoch_ms, parse_epoch_ms
 
 log = logging.getLogger(__name__)
 
@@ -51,84 +54,6 @@ ASSOCIATIONS_BATCH_MAX = 1000
 BATCH_MAX = 100
 LASTMODIFIED = {"contacts": "lastmodifieddate"}  # others: hs_lastmodifieddate
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
-
-
-class CrmError(RuntimeError):
-    """A CRM request that failed for good: the status, HubSpot's category/message and correlation id."""
-
-    def __init__(self, message: str, *, status: int | None = None, category: str | None = None,
-                 correlation_id: str | None = None, body: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.category = category
-        self.correlation_id = correlation_id
-        self.body = body
-
-
-class RateLimiter:
-    """At most ``rate`` requests in any ``per`` seconds: HubSpot's rolling window (100 per 10 s), shared by every
-    request the client sends. Thread-safe.
-
-    A sliding window, not a token bucket: a bucket of capacity N refilled at N/window lets up to 2N through in the
-    first window, which a rolling window answers with 429s. ``pause(seconds)`` (the server said 429) makes every
-    thread sharing the limiter wait, not just the one that was refused.
-    """
-
-    def __init__(self, rate: int = 100, per: float = 10.0, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        if rate <= 0 or per <= 0:
-            raise ValueError(f"rate limiter needs rate > 0 and per > 0, got {rate}/{per}s")
-        self.rate = rate
-        # a little slack: the server stamps a request when it arrives, which may be later than we sent it
-        self.per = per + min(0.05, per * 0.01)
-        self._clock, self._sleep = clock, sleep
-        self._sent: deque[float] = deque()
-        self._blocked_until = 0.0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Wait for a send slot and take it; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                while self._sent and self._sent[0] <= now - self.per:
-                    self._sent.popleft()
-                wait = max(self._blocked_until - now,
-                           self._sent[0] + self.per - now if len(self._sent) >= self.rate else 0.0)
-                if wait <= 0:
-                    self._sent.append(now)
-                    return waited
-                # at least 1 ms: a wait so small the clock cannot advance by it would spin forever
-                wait = max(wait, 0.001)
-            self._sleep(wait)
-            waited += wait
-
-    def pause(self, seconds: float) -> None:
-        with self._lock:
-            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
-
-
-def _ms(value: datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1000)
-
-
-def parse_timestamp(value: Any) -> datetime | None:
-    """An ISO-8601 timestamp from the API as an aware datetime (no offset = UTC); None when absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
-
-
-def _parse_ms(value: Any) -> int | None:
-    dt = parse_timestamp(value)
-    return None if dt is None else _ms(dt)
 
 
 class CrmClient:
@@ -193,18 +118,18 @@ class CrmClient:
                 if resp.status_code < 300:
                     return resp
                 if resp.status_code == 429:
-                    policy = _policy_name(resp)
+                    policy = policy_name(resp)
                     if policy == "DAILY":
-                        raise _api_error(what, resp)
-                    delay = self._retry_after(resp)
+                        raise api_error(what, resp)
+                    delay = retry_after(resp)
                     (self.search_rate_limiter if search and policy == "SECONDLY" else self.rate_limiter).pause(delay)
-                    last = f"429 rate limited ({_error_text(resp)})"
+                    last = f"429 rate limited ({error_text(resp)})"
                     # the shared limiter makes the next acquire() (ours and every other thread's) wait it out
                     log.warning("%s: 429, waiting %.1fs (attempt %d/%d)", what, delay, attempt, self.max_attempts)
                     continue
                 if resp.status_code not in RETRY_STATUSES:
-                    raise _api_error(what, resp)
-                last = f"{resp.status_code} ({_error_text(resp)})"
+                    raise api_error(what, resp)
+                last = f"{resp.status_code} ({error_text(resp)})"
             if attempt < self.max_attempts:
                 delay = self._random.uniform(0, min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1)))
                 log.warning("%s: %s; retrying in %.2fs (attempt %d/%d)", what, last, delay, attempt,
@@ -212,22 +137,8 @@ class CrmClient:
                 self._sleep(delay)
         raise CrmError(f"{what} failed after {self.max_attempts} attempts; last: {last}")
 
-    @staticmethod
-    def _retry_after(resp: httpx.Response) -> float:
-        header = resp.headers.get("Retry-After")
-        if header:
-            try:
-                return max(0.0, float(header))
-            except ValueError:
-                pass
-        if resp.headers.get("X-HubSpot-RateLimit-Remaining") == "0":
-            interval = resp.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
-            if interval and interval.isdigit():
-                return int(interval) / 1000
-        return 1.0
-
-    def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
-        resp = self._request(method, path, **kw)
+    def _json(self, method: str, path: str, **request_args: Any) -> dict[str, Any]:
+        resp = self._request(method, path, **request_args)
         try:
             return resp.json()
         except ValueError:
@@ -265,27 +176,29 @@ class CrmClient:
         properties = list(properties)
         history = list(properties_with_history or [])
         assoc = list(associations or [])
-        lo = _ms(updated_since) if updated_since is not None else None
-        hi = _ms(updated_before) if updated_before is not None else None
+        since_ms = epoch_ms(updated_since) if updated_since is not None else None
+        before_ms = epoch_ms(updated_before) if updated_before is not None else None
         if object_type == "owners":
-            yield from self._windowed(self._list_owners(archived), lo, hi, archived)
-        elif archived or lo is None:
-            yield from self._windowed(self._list(object_type, properties, history, assoc, archived), lo, hi, archived)
+            yield from self._windowed(self._list_owners(archived), since_ms, before_ms, archived)
+        elif archived or since_ms is None:
+            yield from self._windowed(self._list(object_type, properties, history, assoc, archived), since_ms,
+                                      before_ms, archived)
         else:
-            yield from self._search_window(object_type, properties, lo + 1,
-                                           (hi if hi is not None else _ms(datetime.now(UTC))) + 1,
+            yield from self._search_window(object_type, properties, since_ms + 1,
+                                           (before_ms if before_ms is not None else epoch_ms(datetime.now(UTC))) + 1,
                                            history=history, assoc=assoc)
 
     @staticmethod
-    def _windowed(objects: Iterator[dict[str, Any]], lo: int | None, hi: int | None,
+    def _windowed(objects: Iterator[dict[str, Any]], since_ms: int | None, before_ms: int | None,
                   archived: bool) -> Iterator[dict[str, Any]]:
+        """The objects with ``since_ms < stamp <= before_ms`` (either bound optional), and those with no stamp."""
         for obj in objects:
             stamp = (obj.get("archivedAt") if archived else None) or obj.get("updatedAt")
-            ms = _parse_ms(stamp)
-            if ms is None:  # let the loader quarantine it rather than silently drop it
+            stamp_ms = parse_epoch_ms(stamp)
+            if stamp_ms is None:  # let the loader quarantine it rather than silently drop it
                 yield obj
                 continue
-            if (lo is None or ms > lo) and (hi is None or ms <= hi):
+            if (since_ms is None or stamp_ms > since_ms) and (before_ms is None or stamp_ms <= before_ms):
                 yield obj
 
     def _list(self, object_type: str, properties: list[str], history: list[str], assoc: list[str],
@@ -332,17 +245,17 @@ class CrmClient:
         """Every record in [lo_ms, hi_ms): halves the window while it matches more than the search cap."""
         stack = [(lo_ms, hi_ms)]
         while stack:
-            lo, hi = stack.pop()
-            first = self.search_page(object_type, properties, lo, hi)
+            low, high = stack.pop()
+            first = self.search_page(object_type, properties, low, high)
             total = int(first.get("total") or 0)
             if total > SEARCH_RESULT_CAP:
-                if hi - lo <= 1:
+                if high - low <= 1:
                     raise CrmError(f"{object_type}: {total} records were modified in the same millisecond "
-                                   f"({lo}); the search API cannot page past {SEARCH_RESULT_CAP}")
-                mid = lo + (hi - lo) // 2
-                log.info("%s: %d records in [%d, %d) > search cap; splitting", object_type, total, lo, hi)
-                stack.append((mid, hi))  # popped last: windows are processed oldest first
-                stack.append((lo, mid))
+                                   f"({low}); the search API cannot page past {SEARCH_RESULT_CAP}")
+                mid = low + (high - low) // 2
+                log.info("%s: %d records in [%d, %d) > search cap; splitting", object_type, total, low, high)
+                stack.append((mid, high))  # popped last: windows are processed oldest first
+                stack.append((low, mid))
                 continue
             page = first
             while True:
@@ -356,7 +269,7 @@ class CrmClient:
                 after = ((page.get("paging") or {}).get("next") or {}).get("after")
                 if not after:
                     break
-                page = self.search_page(object_type, properties, lo, hi, after=after)
+                page = self.search_page(object_type, properties, low, high, after=after)
 
     def _attach_associations(self, object_type: str, objects: list[dict[str, Any]], to_types: list[str]) -> None:
         """Gives each object the ``associations`` the list endpoint would: ``{to_type: {"results": [...]}}`` for
@@ -379,8 +292,8 @@ class CrmClient:
         ids = list(dict.fromkeys(ids))
         path = f"/crm/v3/associations/{from_type}/{to_type}/batch/read"
         what = f"POST {path}"
-        for i in range(0, len(ids), ASSOCIATIONS_BATCH_MAX):
-            body = {"inputs": [{"id": str(x)} for x in ids[i:i + ASSOCIATIONS_BATCH_MAX]]}
+        for start in range(0, len(ids), ASSOCIATIONS_BATCH_MAX):
+            body = {"inputs": [{"id": str(x)} for x in ids[start:start + ASSOCIATIONS_BATCH_MAX]]}
             data = self._json("POST", path, json=body)
             for result in data.get("results") or []:
                 from_id = str((result.get("from") or {}).get("id"))
@@ -401,8 +314,8 @@ class CrmClient:
         limit); unknown ids are skipped (logged). A merged-away id comes back as the surviving record."""
         out: list[dict[str, Any]] = []
         size = BATCH_READ_WITH_HISTORY if properties_with_history else BATCH_MAX
-        for i in range(0, len(ids), size):
-            body: dict[str, Any] = {"inputs": [{"id": str(x)} for x in ids[i:i + size]],
+        for start in range(0, len(ids), size):
+            body: dict[str, Any] = {"inputs": [{"id": str(x)} for x in ids[start:start + size]],
                                     "properties": properties}
             if properties_with_history:
                 body["propertiesWithHistory"] = properties_with_history
@@ -413,34 +326,3 @@ class CrmClient:
             out.extend(data.get("results") or [])
         return out
 
-
-def _policy_name(resp: httpx.Response) -> str | None:
-    try:
-        body = resp.json()
-    except ValueError:
-        return None
-    return body.get("policyName") if isinstance(body, dict) else None
-
-
-def _error_text(resp: httpx.Response) -> str:
-    try:
-        body = resp.json()
-    except ValueError:
-        return resp.text[:200]
-    if isinstance(body, dict):
-        return str(body.get("message") or body)[:500]
-    return str(body)[:200]
-
-
-def _api_error(what: str, resp: httpx.Response) -> CrmError:
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
-    category = body.get("category") if isinstance(body, dict) else None
-    correlation = body.get("correlationId") if isinstance(body, dict) else None
-    hint = {401: " — check the handoff_crm connection's token", 403: " — the token lacks a scope for this call",
-            404: ""}.get(resp.status_code, "")
-    return CrmError(f"{what} failed: {resp.status_code} {category or ''} {_error_text(resp)}{hint}"
-                    f"{f' (correlationId {correlation})' if correlation else ''}",
-                    status=resp.status_code, category=category, correlation_id=correlation, body=body)

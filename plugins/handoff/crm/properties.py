@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from handoff.crm.client import CrmClient, CrmError
+from handoff.crm.client import CrmClient
+from handoff.crm.errors import CrmError
 
 HANDOFF_PROPERTIES: dict[str, tuple[dict[str, Any], ...]] = {
     "contacts": (

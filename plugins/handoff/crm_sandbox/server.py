@@ -15,8 +15,9 @@ from typing import Any
 
 from .app import Response, SandboxApp
 from .limits import Faults, parse_rate_limit
+from .loading import load_api_objects, read_jsonl_gz
 from .model import OBJECT_TYPES
-from .store import Store, read_jsonl_gz
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def load_objects(state_path: str | os.PathLike[str], object_type: str,
         with store.write() as conn:
             if replace:
                 store.clear(conn)
-            return store.load(conn, object_type, objects, source=f"<{object_type}>")
+            return load_api_objects(store, conn, object_type, objects, source=f"<{object_type}>")
     finally:
         store.close()
 
@@ -89,7 +90,8 @@ def init_from(state_path: str | os.PathLike[str], directory: str | os.PathLike[s
         with store.write() as conn:
             store.clear(conn)
             for name, path in files.items():
-                counts[name] = store.load(conn, name, read_jsonl_gz(path), source=str(path)) if path.exists() else 0
+                counts[name] = (load_api_objects(store, conn, name, read_jsonl_gz(path), source=str(path))
+                                if path.exists() else 0)
     finally:
         store.close()
     create_handoff_properties(state_path)

@@ -2,17 +2,17 @@
 
 Reads run in a deferred transaction (a consistent snapshot); writes are serialised by a
 process-wide lock plus `BEGIN IMMEDIATE`, so read-modify-write rules (forward-only lifecycle
-stage, unique values) hold under concurrent requests.
+stage, unique values) hold under concurrent requests. Reading objects in the API's shape into these
+rows (`--init-from`, `load_objects`) is `loading.py`.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,19 +20,7 @@ from typing import Any
 
 import orjson
 
-from .model import (
-    CREATEDATE_PROPERTY,
-    HUBSPOT_PROPERTIES,
-    LASTMODIFIED_PROPERTY,
-    MERGED_IDS_PROPERTY,
-    OBJECT_TYPES,
-    UNIQUE_PROPERTIES,
-    canonical_type,
-    parse_datetime_ms,
-    reverse_label,
-    singular,
-    stage_dates_from_history,
-)
+from .model import UNIQUE_PROPERTIES, reverse_label
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -113,10 +101,8 @@ class Record:
 
     @classmethod
     def from_row(cls, object_type: str, row: sqlite3.Row | tuple) -> Record:
-        id_, props, created_ms, updated_ms, archived, archived_ms = row
-        return cls(object_type, id_, orjson.loads(props), created_ms, updated_ms, bool(archived), archived_ms)
-
-
+        object_id, props, created_ms, updated_ms, archived, archived_ms = row
+        return cls(object_type, object_id, orjson.loads(props), created_ms, updated_ms, bool(archived), archived_ms)
 
 
 class Store:
@@ -231,10 +217,10 @@ class Store:
         sql = ("SELECT id, property, value, ts_ms, source_type, source_id, updated_by_user_id FROM history "
                "WHERE object_type = ? AND id IN (SELECT value FROM json_each(?)) "
                "AND property IN (SELECT value FROM json_each(?)) ORDER BY id, property, seq DESC")
-        for id_, prop, value, ts_ms, source_type, source_id, user_id in conn.execute(
+        for object_id, prop, value, ts_ms, source_type, source_id, user_id in conn.execute(
                 sql, (object_type, orjson.dumps(ids).decode(), orjson.dumps(properties).decode())):
-            out[id_][prop].append({"value": value, "ts_ms": ts_ms, "sourceType": source_type,
-                                   "sourceId": source_id, "updatedByUserId": user_id})
+            out[object_id][prop].append({"value": value, "ts_ms": ts_ms, "sourceType": source_type,
+                                         "sourceId": source_id, "updatedByUserId": user_id})
         return out
 
     def associations(self, conn: sqlite3.Connection, object_type: str, ids: list[int],
@@ -316,7 +302,8 @@ class Store:
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)", (str(next_id + 1),))
         return next_id
 
-    def _bump_next_id(self, conn: sqlite3.Connection, seen_max: int) -> None:
+    def bump_next_id(self, conn: sqlite3.Connection, seen_max: int) -> None:
+        """New records get ids above ``seen_max`` (the highest id loaded)."""
         row = conn.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
         current = int(row[0]) if row else _FIRST_NEW_ID
         if seen_max + 1 > current:
@@ -350,156 +337,23 @@ class Store:
         conn.execute("INSERT OR IGNORE INTO associations VALUES (?, ?, ?, ?, ?)",
                      (to_type, to_id, from_type, from_id, reverse_label(label)))
 
-    # ------------------------------------------------------------------ bulk load
+    # ------------------------------------------------------------------ bulk load (loading.py reads the API shape)
 
     def clear(self, conn: sqlite3.Connection) -> None:
         for statement in ("DELETE FROM objects", "DELETE FROM history", "DELETE FROM associations",
                           "DELETE FROM owners", "DELETE FROM meta", "DELETE FROM properties", "DELETE FROM merges"):
             conn.execute(statement)
 
-    def load(self, conn: sqlite3.Connection, object_type: str, objects: Iterable[dict[str, Any]],
-             source: str = "<objects>") -> int:
-        """Upsert objects given in the HubSpot v3 shape; returns how many were loaded."""
-        if object_type == "owners":
-            return self._load_owners(conn, objects, source)
-        kind = canonical_type(object_type)
-        if kind is None:
-            raise ValueError(f"{source}: unknown CRM object type {object_type!r}; expected one of "
-                             f"{', '.join(OBJECT_TYPES)} or owners")
-        count = 0
-        max_id = 0
-        known = set(HUBSPOT_PROPERTIES[kind]) | set(self.property_definitions(conn, kind))
-        for n, obj in enumerate(objects, start=1):
-            record, history, assocs = _record_from_api(kind, obj, f"{source}:{n}")
-            conn.execute("DELETE FROM history WHERE object_type = ? AND id = ?", (kind, record.id))
-            if kind == "contacts":
-                _add_stage_dates(record, history)
-            # The objects came from an account that has every property they carry: register the custom ones.
-            for name in sorted(set(record.properties) - known):
-                self.save_property(conn, kind, {"name": name, "label": name, "type": "string", "fieldType": "text",
-                                                "groupName": f"{singular(kind)}information", "description": "",
-                                                "hasUniqueValue": name == UNIQUE_PROPERTIES.get(kind)})
-                known.add(name)
-            for merged in str(record.properties.get(MERGED_IDS_PROPERTY) or "").split(";"):
-                if merged.strip().isdigit() and int(merged) != record.id:
-                    self.record_merge(conn, kind, int(merged), record.id)
-            self.save(conn, record)
-            rows = []
-            for prop, entries in history.items():
-                total = len(entries)
-                for i, entry in enumerate(entries):  # newest first in the API shape
-                    ts_ms = parse_datetime_ms(entry.get("timestamp"))
-                    if ts_ms is None:
-                        raise ValueError(f"{source}:{n}: {prop} history entry without a valid timestamp "
-                                         f"(record id {record.id})")
-                    rows.append((kind, record.id, prop, total - i, entry.get("value"), ts_ms,
-                                 entry.get("sourceType") or "IMPORT", _opt_str(entry.get("sourceId")),
-                                 _opt_int(entry.get("updatedByUserId"))))
-            conn.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            for to_type, to_id, label in assocs:
-                self.associate(conn, kind, record.id, to_type=to_type, to_id=to_id, label=label)
-            max_id = max(max_id, record.id)
-            count += 1
-        self._bump_next_id(conn, max_id)
-        return count
+    def replace_history(self, conn: sqlite3.Connection, object_type: str, object_id: int,
+                        rows: list[tuple[str, int, str | None, int, str, str | None, int | None]]) -> None:
+        """A record's whole history, replacing what it had: rows of (property, seq, value, ts_ms, source_type,
+        source_id, updated_by_user_id)."""
+        conn.execute("DELETE FROM history WHERE object_type = ? AND id = ?", (object_type, object_id))
+        conn.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         [(object_type, object_id, *row) for row in rows])
 
-    def _load_owners(self, conn: sqlite3.Connection, owners: Iterable[dict[str, Any]], source: str) -> int:
-        count = 0
-        for n, owner in enumerate(owners, start=1):
-            owner_id = str(owner.get("id", ""))
-            if not owner_id.isdigit():
-                raise ValueError(f"{source}:{n}: owner id must be digits, got {owner.get('id')!r}")
-            record = dict(owner)
-            record["id"] = owner_id
-            record.setdefault("type", "PERSON")
-            record.setdefault("archived", False)
-            record.setdefault("teams", [])
-            if record.get("userId") is not None:
-                record["userId"] = _opt_int(record["userId"])
-                record.setdefault("userIdIncludingInactive", record["userId"])
-            for key in ("createdAt", "updatedAt"):
-                if not record.get(key):
-                    raise ValueError(f"{source}:{n}: owner {owner_id} has no {key}")
-            conn.execute("INSERT OR REPLACE INTO owners VALUES (?, ?, ?, ?, ?)",
-                         (int(owner_id), orjson.dumps(record), int(bool(record.get("archived"))),
-                          (record.get("email") or "").lower() or None, record.get("userId")))
-            count += 1
-        return count
-
-
-def _add_stage_dates(record: Record, history: dict[str, list[dict[str, Any]]]) -> None:
-    """Stage dates a loaded contact does not carry, as HubSpot would have set them: from its lifecyclestage
-    history, or (no history) from its current stage at its creation time."""
-    entries = [(parse_datetime_ms(e.get("timestamp")), e.get("value")) for e in history.get("lifecyclestage") or []]
-    stamped = [(ms, value) for ms, value in entries if ms is not None]
-    if not stamped and record.properties.get("lifecyclestage"):
-        stamped = [(record.created_ms, record.properties["lifecyclestage"])]
-    for prop, stamp in stage_dates_from_history(stamped).items():
-        if not record.properties.get(prop):
-            record.properties[prop] = stamp
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _opt_int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    text = str(value).strip()
-    return int(text) if text.lstrip("-").isdigit() else None
-
-
-def _record_from_api(object_type: str, obj: dict[str, Any],
-                     where: str) -> tuple[Record, dict[str, list[dict[str, Any]]], list[tuple[str, int, str]]]:
-    raw_id = str(obj.get("id", ""))
-    if not raw_id.isdigit():
-        raise ValueError(f"{where}: {object_type} id must be digits, got {obj.get('id')!r}")
-    props = {k: (None if v is None else (v if isinstance(v, str) else _prop_str(v)))
-             for k, v in (obj.get("properties") or {}).items()}
-    created_ms = parse_datetime_ms(obj.get("createdAt")) or parse_datetime_ms(
-        props.get(CREATEDATE_PROPERTY[object_type]))
-    updated_ms = parse_datetime_ms(obj.get("updatedAt")) or parse_datetime_ms(
-        props.get(LASTMODIFIED_PROPERTY[object_type])) or created_ms
-    if created_ms is None or updated_ms is None:
-        raise ValueError(f"{where}: {object_type} {raw_id} has no createdAt/updatedAt (ISO-8601)")
-    archived = bool(obj.get("archived"))
-    archived_ms = parse_datetime_ms(obj.get("archivedAt")) if archived else None
-    if archived and archived_ms is None:
-        archived_ms = updated_ms
-    record = Record(object_type, int(raw_id), props, created_ms, updated_ms, archived, archived_ms)
-    history = obj.get("propertiesWithHistory") or {}
-    assocs: list[tuple[str, int, str]] = []
-    for to_name, block in (obj.get("associations") or {}).items():
-        to_type = canonical_type(to_name)
-        if to_type is None:
-            raise ValueError(f"{where}: unknown association target type {to_name!r}")
-        for item in (block or {}).get("results", []):
-            to_id = str(item.get("id", ""))
-            if not to_id.isdigit():
-                raise ValueError(f"{where}: association id must be digits, got {item.get('id')!r}")
-            label = item.get("type") or f"{object_type.rstrip('s')}_to_{to_type.rstrip('s')}"
-            assocs.append((to_type, int(to_id), label))
-    company_id = props.get("associatedcompanyid")
-    if object_type == "contacts" and company_id and str(company_id).isdigit():
-        assocs.append(("companies", int(company_id), "contact_to_company"))
-    return record, history, assocs
-
-
-def _prop_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def read_jsonl_gz(path: Path) -> Iterator[dict[str, Any]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        for n, raw in enumerate(fh, start=1):
-            text = raw.strip()
-            if not text:
-                continue
-            try:
-                yield orjson.loads(text)
-            except orjson.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc})") from exc
+    def save_owner(self, conn: sqlite3.Connection, owner: dict[str, Any]) -> None:
+        """An owner record as ``GET /crm/v3/owners`` returns it (``id`` digits, ``userId`` an int or None)."""
+        conn.execute("INSERT OR REPLACE INTO owners VALUES (?, ?, ?, ?, ?)",
+                     (int(owner["id"]), orjson.dumps(owner), int(bool(owner.get("archived"))),
+                      (owner.get("email") or "").lower() or None, owner.get("userId")))

@@ -32,7 +32,8 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from handoff.crm.client import CrmClient, parse_timestamp
+from handoff.crm.client import CrmClient
+from handoff.crm.timestamps import parse_timestamp
 from handoff.load import batches, copytext
 
 log = logging.getLogger(__name__)

@@ -1,79 +1,29 @@
-"""One push run: read the queue, check, write, recover and verify. See the package docstring for the protocol."""
+"""One push run: read the queue, check, write, recover and verify. See the package docstring for the protocol.
+
+Reading the queue (``queue_rows``), the dry run (``preview``) and the read-back comparison (``readback``) are
+their own modules; this one is the run's order of steps, what each step logs, and the entry point."""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from handoff.push import config as cfg
-from handoff.push.crm import CONTACTS, TASKS, CallFailed, Crm, Outcome, chunks
+from handoff.push.crm import CONTACTS, CallFailed, Crm, Outcome, chunks
 from handoff.push.log import KeyState, PushLog
-from handoff.push.payloads import (
-    OPTIONAL_COLUMNS,
-    REQUIRED_COLUMNS,
-    QueueRow,
-    contact_properties,
-    due_at,
-    hubspot_datetime,
-    task_properties,
-)
+from handoff.push.payloads import QueueRow, contact_properties, task_properties
+from handoff.push.preview import preview
+from handoff.push.queue_rows import QUEUE, invalid_reason, read_queue
+from handoff.push.readback import read_back_outcomes
 from handoff.push.transport import as_transport
 
 log = logging.getLogger(__name__)
 
-QUEUE = "marts.sql_handoff_queue"
 LOCK_KEY = "handoff.push"  # one push at a time per warehouse (pg advisory lock on hashtext of this)
-STAGE_ORDER = ("subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer",
-               "evangelist")
-CONTACT_READBACK = ("lifecyclestage", "handoff_score", "handoff_reasons", "handoff_sql_at")
-TASK_READBACK = ("hs_task_subject", "hs_task_body", "hs_timestamp", "hs_task_status", "hs_task_priority",
-                 "hs_task_type", "hubspot_owner_id", "handoff_dedupe_key")
-
-
-def read_queue(conn: psycopg.Connection, as_of: datetime) -> tuple[list[QueueRow], int]:
-    """The queue rows with ``sql_at < as_of``, oldest first, by column name. Returns (rows, duplicate keys)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        try:
-            cur.execute(f"select * from {QUEUE} where sql_at < %s order by sql_at, dedupe_key", [as_of])  # noqa: S608
-        except psycopg.errors.UndefinedTable:
-            raise RuntimeError(f"{QUEUE} does not exist: run dbt (the push reads the model it builds)") from None
-        except psycopg.errors.InsufficientPrivilege as exc:
-            raise RuntimeError(f"the pusher role cannot read {QUEUE} ({exc}); the model's `grants` config must "
-                               "give select to handoff_pusher") from None
-        columns = [d.name for d in cur.description or []]
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            raise RuntimeError(f"{QUEUE} lacks column(s) {', '.join(missing)} the push needs (has: "
-                               f"{', '.join(columns)}); expected {', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}")
-        rows: list[QueueRow] = []
-        seen: set[str] = set()
-        duplicates = 0
-        for rec in cur:
-            row = QueueRow.from_record(rec)
-            if row.dedupe_key in seen:
-                duplicates += 1
-                continue
-            seen.add(row.dedupe_key)
-            rows.append(row)
-    return rows, duplicates
-
-
-def invalid_reason(row: QueueRow) -> str | None:
-    if not row.crm_contact_id:
-        return "crm_contact_id is null: the contact is not in the CRM, nothing to update"
-    if not row.crm_contact_id.isdigit():
-        return f"crm_contact_id {row.crm_contact_id!r} is not a CRM record id"
-    if not row.owner_id:
-        return "owner_id is null: no owner to give the follow-up task to"
-    return None
 
 
 class Push:
@@ -95,8 +45,8 @@ class Push:
         pending: list[QueueRow] = []
         invalid: list[tuple[QueueRow, Outcome, None]] = []
         for row in rows:
-            st = self.states[row.dedupe_key]
-            if st.acknowledged:
+            state = self.states[row.dedupe_key]
+            if state.acknowledged:
                 self.counts["already_acknowledged"] += 1
             elif reason := invalid_reason(row):
                 invalid.append((row, Outcome("parked", None, None, reason), None))
@@ -129,8 +79,8 @@ class Push:
         return out
 
     def _wants_task(self, row: QueueRow) -> bool:
-        st = self.states[row.dedupe_key]
-        return st.update_done and not st.acknowledged
+        state = self.states[row.dedupe_key]
+        return state.update_done and not state.acknowledged
 
     def _terminal(self, action: str, entries: list[tuple[QueueRow, Outcome, None]]) -> None:
         for row, outcome, _ in entries:
@@ -162,20 +112,20 @@ class Push:
                 found, missing = self.crm.read(CONTACTS, ids, ["lifecyclestage"])
             except CallFailed as exc:
                 failed = [(r, Outcome("failed", exc.http_status, None, f"lifecycle check: {exc}"), None)
-                          for cid in ids for r in by_contact[cid]]
+                          for contact_id in ids for r in by_contact[contact_id]]
                 self.log.record("check_lifecycle", failed, self.states)
                 continue
             terminal = []
-            for cid in ids:
-                stage = (found.get(cid) or {}).get("lifecyclestage") or ""
-                for row in by_contact[cid]:
-                    if cid in missing:
-                        terminal.append((row, Outcome("parked", 207, None, f"contact {cid} not found in the CRM "
-                                                                           "(deleted or archived)"), None))
+            for contact_id in ids:
+                stage = (found.get(contact_id) or {}).get("lifecyclestage") or ""
+                for row in by_contact[contact_id]:
+                    if contact_id in missing:
+                        terminal.append((row, Outcome("parked", 207, None, f"contact {contact_id} not found in "
+                                                                           "the CRM (deleted or archived)"), None))
                     elif stage in cfg.NO_DOWNGRADE_STAGES:
-                        terminal.append((row, Outcome("skipped", 200, cid, f"the CRM has lifecyclestage={stage}: "
-                                                      "handoff never moves a contact backward (no update, no task)"),
-                                         None))
+                        terminal.append((row, Outcome("skipped", 200, contact_id, f"the CRM has lifecyclestage="
+                                                      f"{stage}: handoff never moves a contact backward (no update, "
+                                                      "no task)"), None))
                     else:
                         allowed.append(row)
             self._terminal("check_lifecycle", terminal)
@@ -190,25 +140,25 @@ class Push:
             by_contact[row.crm_contact_id or ""].append(row)
         retry: list[QueueRow] = []
         for ids in chunks(list(by_contact), self.config.batch_size):
-            chunk = [r for cid in ids for r in by_contact[cid]]
+            chunk = [r for contact_id in ids for r in by_contact[contact_id]]
             # two SQLs of one contact in a run: the latest one's values (rows are ordered by sql_at)
-            props = {cid: contact_properties(by_contact[cid][-1]) for cid in ids}
+            props = {contact_id: contact_properties(by_contact[contact_id][-1]) for contact_id in ids}
             push_ids = self.log.begin("update_contact", chunk, self.states)
             outcomes = self.crm.update_contacts(props)
             finished = []
             for row in chunk:
                 outcome = outcomes[row.crm_contact_id or ""]
                 finished.append((push_ids[row.dedupe_key], outcome))
-                st = self.states[row.dedupe_key]
+                state = self.states[row.dedupe_key]
                 if outcome.status == "succeeded":
-                    st.update_done = True
+                    state.update_done = True
                     self.sent_contacts[row.crm_contact_id or ""] = props[row.crm_contact_id or ""]
                     self.counts["contacts_updated"] += 1
                 elif outcome.status in ("parked", "skipped"):
-                    st.terminal = f"{outcome.status}: {outcome.reason}"
+                    state.terminal = f"{outcome.status}: {outcome.reason}"
                     self.counts[outcome.status] += 1
                 else:
-                    st.failures["update_contact"] += 1
+                    state.failures["update_contact"] += 1
                     retry.append(row)
             self.log.finish(finished)
         return retry
@@ -227,15 +177,15 @@ class Push:
                 continue  # still in doubt: never create without knowing
             recovered, absent = [], []
             for row in chunk:
-                st = self.states[row.dedupe_key]
+                state = self.states[row.dedupe_key]
                 if row.dedupe_key in found:
-                    st.task_id = found[row.dedupe_key]
-                    self.acked_tasks[row.dedupe_key] = st.task_id
+                    state.task_id = found[row.dedupe_key]
+                    self.acked_tasks[row.dedupe_key] = state.task_id
                     self.counts["tasks_recovered"] += 1
-                    recovered.append((row, Outcome("succeeded", 200, st.task_id, "found by handoff_dedupe_key: an "
+                    recovered.append((row, Outcome("succeeded", 200, state.task_id, "found by handoff_dedupe_key: an "
                                                    "earlier attempt created it but its answer was lost"), None))
                 else:
-                    st.last_task_status = "absent"
+                    state.last_task_status = "absent"
                     absent.append((row, Outcome("succeeded", 200, None, "no live task with this handoff_dedupe_key"),
                                    None))
                     creatable.append(row)
@@ -253,136 +203,25 @@ class Push:
             for row in chunk:
                 outcome = outcomes[row.dedupe_key]
                 finished.append((push_ids[row.dedupe_key], outcome))
-                st = self.states[row.dedupe_key]
-                st.last_task_status = outcome.status
+                state = self.states[row.dedupe_key]
+                state.last_task_status = outcome.status
                 if outcome.status == "succeeded":
-                    st.task_id = outcome.object_id
+                    state.task_id = outcome.object_id
                     self.acked_tasks[row.dedupe_key] = outcome.object_id or ""
                     self.counts["tasks_recovered" if outcome.http_status == 409 else "tasks_created"] += 1
                 elif outcome.status in ("parked", "skipped"):
-                    st.terminal = f"{outcome.status}: {outcome.reason}"
+                    state.terminal = f"{outcome.status}: {outcome.reason}"
                     self.counts[outcome.status] += 1
                 else:
-                    st.failures["create_task"] += 1
+                    state.failures["create_task"] += 1
             self.log.finish(finished)
 
     # -- 4. read back what this run wrote ----------------------------------------------------------------------------
     def read_back(self, rows: list[QueueRow]) -> None:
-        contacts: dict[str, dict[str, Any]] = {}
-        tasks: dict[str, dict[str, Any]] = {}
-        failures: list[str] = []
-        for ids in chunks(sorted({r.crm_contact_id or "" for r in rows if r.crm_contact_id in self.sent_contacts}),
-                          self.config.batch_size):
-            try:
-                contacts.update(self.crm.read(CONTACTS, ids, CONTACT_READBACK)[0])
-            except CallFailed as exc:
-                failures.append(f"contacts: {exc}")
-                contacts.update(dict.fromkeys(ids, {"__unread__": True}))
-        task_ids = sorted({self.acked_tasks[r.dedupe_key] for r in rows if r.dedupe_key in self.acked_tasks})
-        for ids in chunks(task_ids, self.config.batch_size):
-            try:
-                tasks.update(self.crm.read(TASKS, ids, TASK_READBACK)[0])
-            except CallFailed as exc:
-                failures.append(f"tasks: {exc}")
-                tasks.update(dict.fromkeys(ids, {"__unread__": True}))
-        entries = []
-        for row in rows:
-            detail: dict[str, Any] = {}
-            unread = False
-            cid = row.crm_contact_id or ""
-            if cid in self.sent_contacts:
-                got = contacts.get(cid)
-                unread |= bool(got and got.get("__unread__"))
-                detail.update({f"contact.{k}": v for k, v in _diff(self.sent_contacts[cid], got).items()})
-            if row.dedupe_key in self.acked_tasks:
-                got = tasks.get(self.acked_tasks[row.dedupe_key])
-                unread |= bool(got and got.get("__unread__"))
-                detail.update({f"task.{k}": v for k, v in _diff(task_properties(row, self.config.sla_hours),
-                                                                   got).items()})
-            if unread:
-                outcome = Outcome("failed", None, None, "read-back failed: " + "; ".join(failures)[:400])
-            elif detail:
-                outcome = Outcome("mismatch", 200, self.acked_tasks.get(row.dedupe_key),
-                                  "read-back differs from what was written: " + ", ".join(sorted(detail)))
-                self.counts["readback_mismatches"] += 1
-            else:
-                outcome = Outcome("succeeded", 200, self.acked_tasks.get(row.dedupe_key), None)
-            self.counts["readback_checked"] += 1
-            entries.append((row, outcome, detail or None))
+        entries = read_back_outcomes(self.crm, rows, self.sent_contacts, self.acked_tasks, self.config)
+        self.counts["readback_checked"] += len(entries)
+        self.counts["readback_mismatches"] += sum(1 for _, outcome, _ in entries if outcome.status == "mismatch")
         self.log.record("readback", entries)
-
-
-def _same(name: str, sent: str, read: Any) -> bool:
-    if read is None:
-        return sent in ("", None)
-    if name == "lifecyclestage":  # a rep may have moved it forward since; only backward is a mismatch
-        return read in STAGE_ORDER and STAGE_ORDER.index(read) >= STAGE_ORDER.index(sent)
-    if name in ("hs_timestamp", "handoff_sql_at"):
-        try:
-            return datetime.fromisoformat(sent.replace("Z", "+00:00")) == \
-                datetime.fromisoformat(str(read).replace("Z", "+00:00"))
-        except ValueError:
-            return False
-    if name == "handoff_score":
-        try:
-            return Decimal(sent or "0") == Decimal(str(read) or "0")
-        except InvalidOperation:
-            return False
-    return str(read) == sent
-
-
-def _diff(sent: dict[str, str], read: dict[str, Any] | None) -> dict[str, Any]:
-    if read is None:
-        return {"missing": {"sent": "record", "read": None}}
-    if read.get("__unread__"):
-        return {}
-    return {k: {"sent": v, "read": read.get(k)} for k, v in sent.items() if not _same(k, v, read.get(k))}
-
-
-# -- dry run ------------------------------------------------------------------------------------------------------
-def preview(conn: psycopg.Connection, rows: Sequence[QueueRow], run_id: str, config: cfg.PushConfig) -> dict:
-    """Write what a push would do to ops.crm_push_preview (replacing this run_id's rows). Calls nothing."""
-    states = PushLog(conn, run_id).state([r.dedupe_key for r in rows])
-    out: list[tuple] = []
-    counts: Counter[str] = Counter()
-
-    def add(row: QueueRow, action: str, reason: str, payload: dict | None) -> None:
-        counts[action] += 1
-        out.append((run_id, row.contact_id, row.crm_contact_id, row.sql_at, row.dedupe_key, action, reason,
-                    Jsonb(payload) if payload is not None else None))
-
-    for row in rows:
-        st = states[row.dedupe_key]
-        if st.acknowledged:
-            add(row, "skip", f"already acknowledged ({st.terminal or 'task ' + str(st.task_id)}); the queue is "
-                             "stale until dbt runs again", None)
-            continue
-        if reason := invalid_reason(row):
-            add(row, "skip", f"would park: {reason}", None)
-            continue
-        exhausted = [a for a in ("update_contact", "create_task") if st.failures[a] >= config.max_attempts]
-        if exhausted:
-            add(row, "skip", f"would park: {exhausted[0]} already failed {st.failures[exhausted[0]]} times", None)
-            continue
-        if not st.update_done:
-            add(row, "update", "would check lifecycle first (batch read of lifecyclestage, not done in a dry run): "
-                               "skipped if the CRM has opportunity, customer or evangelist; else set to "
-                               "salesqualifiedlead", {"id": row.crm_contact_id, "properties": contact_properties(row)})
-        reason = f"would create the follow-up task for owner {row.owner_id}, due " \
-                 f"{hubspot_datetime(due_at(row, config.sla_hours))}"
-        if st.task_in_doubt:
-            reason += "; would first look the task up by handoff_dedupe_key (an earlier attempt has no known outcome)"
-        add(row, "create", reason, {
-            "properties": task_properties(row, config.sla_hours),
-            "associations": [{"to": {"id": row.crm_contact_id}, "types": [
-                {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": cfg.TASK_TO_CONTACT_ASSOCIATION}]}]})
-    with conn.transaction():
-        conn.execute("delete from ops.crm_push_preview where run_id = %s", [run_id])
-        with conn.cursor() as cur:
-            cur.executemany("insert into ops.crm_push_preview (run_id, contact_id, crm_contact_id, sql_at, dedupe_key, "
-                            "action, reason, payload) values (%s, %s, %s, %s, %s, %s, %s, %s)", out)
-    return {"queued": len(rows), "dry_run": True, "would_update": counts["update"], "would_create": counts["create"],
-            "would_skip": counts["skip"], "crm_requests": 0}
 
 
 # -- entry point ----------------------------------------------------------------------------------------------------

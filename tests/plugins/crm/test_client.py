@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from handoff.crm.client import CrmClient, CrmError, RateLimiter
+from handoff.crm.client import CrmClient
+from handoff.crm.errors import CrmError
+from handoff.crm.rate_limit import RateLimiter
 from handoff.crm_sandbox import load_objects, start_sandbox
 
 from tests.plugins.crm.sandbox_helpers import TOKEN, contact

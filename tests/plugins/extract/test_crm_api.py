@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import pytest
-from handoff.crm.client import CrmClient, RateLimiter
+from handoff.crm.client import CrmClient
+from handoff.crm.rate_limit import RateLimiter
 from handoff.crm_sandbox import load_objects, start_sandbox
 from handoff.extract import crm_api
 

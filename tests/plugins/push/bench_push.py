@@ -7,7 +7,7 @@ directory and any checkout location work.
 
 Uses a scratch database (handoff_bench_push) on the project's warehouse and a fresh sandbox per trial. Prints
 the push's wall time next to the rate-limit floor (requests needed / sustained rate, handoff.push.floor_seconds),
-the requests sent and the 429s the CRM answered, with the client's own rate limiter (handoff.crm.client.RateLimiter,
+the requests sent and the 429s the CRM answered, with the client's own rate limiter (handoff.crm.rate_limit.RateLimiter,
 a rolling window like HubSpot's).
 """
 
@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO / "plugins"))
 sys.path.insert(0, str(REPO))
 
 from handoff import warehouse  # noqa: E402
-from handoff.crm.client import CrmClient, RateLimiter  # noqa: E402
+from handoff.crm.client import CrmClient  # noqa: E402
+from handoff.crm.rate_limit import RateLimiter  # noqa: E402
 from handoff.crm_sandbox import start_sandbox  # noqa: E402
 from handoff.push import PushConfig, floor_seconds, push_queue, requests_needed  # noqa: E402
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 import psycopg
-from handoff.crm.client import CrmClient, RateLimiter
+from handoff.crm.client import CrmClient
+from handoff.crm.rate_limit import RateLimiter
 from handoff.crm_sandbox import load_objects
 from psycopg import sql
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from handoff.crm.client import RateLimiter
+from handoff.crm.rate_limit import RateLimiter
 from handoff.push import floor_seconds, requests_needed
 from handoff.push.payloads import QueueRow, contact_properties, task_properties
-from handoff.push.run import _diff
+from handoff.push.readback import _diff
 
 from tests.plugins.push.support import FakeClock
 
