@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from handoff import airflow_env, settings
+from handoff.run_progress import RunProgress
 
 DAG_ID = "handoff_daily"
 
@@ -102,12 +103,14 @@ def interval_for(day: date) -> tuple[datetime, datetime]:
 
 
 def run_day(day: date, *, conf: dict | None = None, log=print, verbose: bool = False,
-            parallel: int | None = None) -> dict[str, str]:
+            parallel: int | None = None, quiet: bool = False) -> dict[str, str]:
     """Run ``handoff_daily`` for the UTC day ``day``; returns {task_id: state}; raises RunFailed on failure.
 
     By default the tasks run one at a time in this process (``airflow dags test``). With ``parallel=N`` they go to
     Airflow's LocalExecutor, up to N at once, each in its own worker process as under a scheduler: for that run
     this process starts Airflow's execution API server (the tasks report to it) on a free loopback port.
+    Unless ``quiet`` (or ``verbose``, which streams the tasks' own output), each task is printed as it starts and
+    ends (run_progress.py).
     """
     if parallel:
         os.environ.update({"AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": str(parallel),
@@ -132,8 +135,13 @@ def run_day(day: date, *, conf: dict | None = None, log=print, verbose: bool = F
             dagrun = dag.test(logical_date=end, run_conf=conf or {}, use_executor=bool(parallel))
         else:
             log(f"task output (Airflow, dbt) goes to {logfile}")
-            with _output_to(logfile):
-                dagrun = dag.test(logical_date=end, run_conf=conf or {}, use_executor=bool(parallel))
+            with _output_to(logfile) as terminal:
+                def say(line: str) -> None:
+                    print(f"  {line}", file=terminal)
+
+                progress = contextlib.nullcontext() if quiet else RunProgress(DAG_ID, end, len(dag.tasks), say, logfile)
+                with progress:
+                    dagrun = dag.test(logical_date=end, run_conf=conf or {}, use_executor=bool(parallel))
     states = _task_states(dagrun) if dagrun is not None else {}
     check_outcome(day, str(getattr(dagrun, "state", "")), states, None if verbose else logfile)
     return states
@@ -215,16 +223,17 @@ def _healthy(url: str) -> bool:
 
 @contextlib.contextmanager
 def _output_to(path):
-    """Send this process's stdout and stderr (file descriptors: dbt, Airflow and subprocesses too) to a file."""
+    """Send this process's stdout and stderr (file descriptors: dbt, Airflow and subprocesses too) to a file; yields
+    the terminal they pointed to before."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with open(path, "ab") as fh:
+    with open(path, "ab") as fh, os.fdopen(os.dup(saved[0]), "w", buffering=1) as terminal:
         os.dup2(fh.fileno(), 1)
         os.dup2(fh.fileno(), 2)
         try:
-            yield
+            yield terminal  # where the process's stdout went before: for what the user should still see
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

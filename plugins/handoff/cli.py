@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             with local_services.crm_for_run(log=log):
                 try:
                     states = airflow_run.run_day(args.date, conf={"push_dry_run": args.push_dry_run}, log=log,
-                                                 verbose=args.verbose, parallel=args.parallel)
+                                                 verbose=args.verbose, parallel=args.parallel, quiet=args.quiet)
                 except airflow_run.RunFailed:
                     _report_landing(started)
                     raise
@@ -305,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", required=True, type=parse_day, help="the day to process, YYYY-MM-DD (UTC)")
     p.add_argument("--push-dry-run", action="store_true", help="preview the CRM push instead of sending it")
     p.add_argument("--verbose", action="store_true", help="stream Airflow's and dbt's output instead of logging it")
+    p.add_argument("--quiet", action="store_true", help="do not print each task as it starts and ends")
     p.add_argument("--parallel", type=parse_slots, metavar="N",
                    help="run up to N tasks at once through Airflow's LocalExecutor, as a scheduler would (default: "
                         "one at a time, in-process)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -79,6 +80,7 @@ def test_a_day_runs_end_to_end_and_rerunning_it_changes_nothing(home):
     home, env, run = home
     first = run("run", "--date", END.isoformat())
     assert "succeeded" in first.stderr
+    _assert_progress_names_every_task(first.stdout, _latest_run_tasks(home, "state"))
     conninfo = _admin(home, env)
     manifest = json.loads((home / "sample" / "manifest.json").read_text())
 
@@ -124,6 +126,15 @@ def test_a_day_runs_end_to_end_and_rerunning_it_changes_nothing(home):
         {k: v for k, v in hashes.items() if k != "sql_handoff_queue"}
     assert after["sql_handoff_queue"][0] <= queue_after_push
     _assert_no_secret_leaked(home)
+
+
+def _assert_progress_names_every_task(printed: str, states: list[tuple[str, str]]) -> None:
+    """handoff run printed one end line per task of the run, with its state and seconds, counting up to all of
+    them (run_progress.py): '[ 7/43 tasks] dbt_staging: success in 8.8 s'."""
+    ended = re.findall(r"^  \[\s*(\d+)/(\d+) tasks\] (\S+): (\w+) in [\d.]+ s", printed, re.MULTILINE)
+    assert sorted((task, state) for _, _, task, state in ended) == sorted(states)
+    assert [int(done) for done, _, _, _ in ended] == list(range(1, len(states) + 1))
+    assert {int(total) for _, total, _, _ in ended} == {len(states)}
 
 
 def _assert_no_secret_leaked(home: Path) -> None:
@@ -195,6 +206,11 @@ def test_a_failing_dbt_test_stops_everything_downstream_the_push_included(home):
             conn.execute("delete from raw.analytics_events where message_id = 'not-in-the-spec-1'")
     assert failed.returncode != 0
     states = {task: state for task, state in _latest_run_tasks(home, "state")}
+    # the failed task is named as it fails, with its error's first lines and where its whole log is
+    failed_line = re.search(r"^  \[\s*\d+/\d+ tasks\] dbt_staging: failed in [\d.]+ s\n((?:    .*\n)+)",
+                            failed.stdout, re.MULTILINE)
+    assert failed_line and "accepted_values" in failed_line.group(1), failed.stdout[-3000:]
+    assert re.search(r"full log: \S+handoff_run_\S+\.log", failed_line.group(1))
     # the failing test is a staging one: the staging task fails, and no model task after it runs
     assert states["dbt_staging"] == "failed"
     models = [t for t in states if t.startswith("dbt_build.")]
