@@ -475,11 +475,12 @@ def build_report(tier: str, cfg: dict, runs: list[dict[str, dict]]) -> dict:
         loaded = runs[0]["load"]
         rows["load"] = {"what": f"analytics loader ({loaded['rows']:,} rows, {loaded['files']} files)",
                         "unit": "rows/s", **summarize(rate("load", "rows")), "seconds": summarize(col("load")),
-                        "peak_rss_mib": rss("load"), "ratio": summarize(per_run_ratio("load", "copy", ev_rate)),
-                        "ratio_to": "plain COPY of the same rows (same run)"}
-        rows["copy"] = {"what": "plain COPY, same rows, same table", "unit": "rows/s",
-                        **summarize(rate("copy", "rows")), "seconds": summarize(col("copy")),
-                        "peak_rss_mib": rss("copy"), "ratio": None, "ratio_to": "(the peer)"}
+                        "peak_rss_mib": rss("load"), "ratio": summarize(per_run_ratio("load", "copy", ev_rate))
+                        if have("copy") else None, "ratio_to": "plain COPY of the same rows (same run)"}
+        if have("copy"):  # (not with --skip copy)
+            rows["copy"] = {"what": "plain COPY, same rows, same table", "unit": "rows/s",
+                            **summarize(rate("copy", "rows")), "seconds": summarize(col("copy")),
+                            "peak_rss_mib": rss("copy"), "ratio": None, "ratio_to": "(the peer)"}
         if have("dlt"):
             d = runs[0]["dlt"]
             loader = [r["dlt"]["loader_rows"] / r["dlt"]["loader_seconds"] for r in runs]  # on dlt's files
