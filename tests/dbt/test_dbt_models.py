@@ -50,6 +50,11 @@ CONTRACTS = {  # docs/architecture.md "Mart contracts"
     "fct_contact_scores_daily": ["contact_id", "score_date", "score", "fit_score", "engagement_score"],
     "fct_stage_transitions": ["contact_id", "from_stage", "to_stage", "transitioned_at", "evidence_source",
                               "rule_ids", "definition_version"],
+    "fct_stage_durations": ["contact_id", "stage", "entered_at", "exited_at", "next_stage", "days_in_stage",
+                            "is_current", "is_inferred", "definition_version"],
+    "stage_durations_by_segment": ["stage", "segment_type", "segment_value", "contacts_exited",
+                                   "median_days_in_stage", "p75_days_in_stage", "contacts_current",
+                                   "median_days_current", "contacts_inferred"],
     "mql_sql_conversion_cohorts": ["cohort_period", "segment_type", "segment_value", "months_since_mql", "mqls",
                                    "sqls_cumulative", "conversion_rate", "is_complete", "median_days_mql_to_sql"],
     "mql_sql_lagged_conversion": ["period", "segment_type", "segment_value", "lag_periods", "sqls", "mqls", "rate"],
@@ -311,6 +316,69 @@ def test_cohort_conversion_equals_an_independent_recomputation(built):
         median = expected[key[:3] + ("median",)]
         assert (None if r["median_days_mql_to_sql"] is None else float(r["median_days_mql_to_sql"])) == (
             None if median is None else pytest.approx(median, abs=0.006)), key
+
+
+STAGE_ORDER = ("lead", "mql", "sql", "opportunity", "customer", "disqualified", "recycled")  # funnel order: ties
+
+
+def _stays_from_stages(admin: str) -> dict[tuple[str, str], dict]:
+    """fct_stage_durations recomputed from int_contact_stages_assigned: each contact's stages reached before the
+    interval end, sorted by time then funnel order; a stage is left at the next one's time, else still running."""
+    stays = {}
+    for c in _rows(admin, "select * from intermediate.int_contact_stages_assigned"):
+        reached = sorted(((c[f"{st}_at"], i, st) for i, st in enumerate(STAGE_ORDER)
+                          if c[f"{st}_at"] is not None and c[f"{st}_at"] < INTERVAL_END))
+        for (at, _, st), nxt in zip(reached, [*reached[1:], None], strict=True):
+            end = nxt[0] if nxt else INTERVAL_END
+            stays[(c["contact_id"], st)] = {
+                "entered_at": at, "exited_at": nxt and nxt[0], "next_stage": nxt and nxt[2],
+                "days_in_stage": (end - at).total_seconds() / 86400, "is_current": nxt is None,
+                "is_inferred": bool(c.get(f"{st}_inferred"))}
+    return stays
+
+
+def test_stage_durations_equal_an_independent_recomputation(built):
+    admin, _, _ = built
+    expected = _stays_from_stages(admin)
+    actual = {(r["contact_id"], r["stage"]): r for r in _rows(admin, "select * from marts.fct_stage_durations")}
+    assert set(actual) == set(expected)
+    for key, want in expected.items():
+        got = actual[key]
+        assert float(got["days_in_stage"]) == pytest.approx(want.pop("days_in_stage"), abs=1e-6), key
+        assert {k: got[k] for k in want} == want, key
+    # the sample has finished and running stays, and a tie (two stages at one instant) that the funnel order breaks
+    assert any(w["is_current"] for w in expected.values()) and not all(w["is_current"] for w in expected.values())
+    assert any(w["exited_at"] == w["entered_at"] for w in expected.values())
+
+    # the BI mart's `all` rows: medians over the same rows, Python's statistics.median
+    by_stage = defaultdict(list)
+    for (_, st), w in expected.items():
+        by_stage[st].append((w["is_current"], w["is_inferred"], (w["exited_at"] or INTERVAL_END) - w["entered_at"]))
+    mart = {r["stage"]: r for r in _rows(admin, "select * from marts.stage_durations_by_segment "
+                                                "where segment_type = 'all'")}
+    assert set(mart) == set(by_stage)
+
+    def median(days):
+        return round(statistics.median(days), 2) if days else None
+
+    def p75(days):
+        return round(statistics.quantiles(days, n=4, method="inclusive")[2], 2) if len(days) > 1 else median(days)
+
+    for st, stays in by_stage.items():
+        left = [d.total_seconds() / 86400 for cur, inf, d in stays if not cur and not inf]
+        running = [d.total_seconds() / 86400 for cur, inf, d in stays if cur and not inf]
+        r = mart[st]
+        assert (r["contacts_exited"], r["contacts_current"], r["contacts_inferred"]) == (
+            len(left), len(running), sum(1 for _, inf, _ in stays if inf)), st
+        for col, want in (("median_days_in_stage", median(left)), ("p75_days_in_stage", p75(left)),
+                          ("median_days_current", median(running))):
+            assert (None if r[col] is None else float(r[col])) == (
+                None if want is None else pytest.approx(want, abs=0.006)), (st, col)
+    # every segment type partitions the same stays
+    totals = _rows(admin, "select segment_type, stage, sum(contacts_exited + contacts_current + contacts_inferred) "
+                          "as n from marts.stage_durations_by_segment group by 1, 2")
+    assert {(t["segment_type"], t["stage"], t["n"]) for t in totals} == {
+        (stype, st, len(by_stage[st])) for stype in ("all", *SEGMENT_COLUMNS) for st in by_stage}
 
 
 def test_lagged_conversion_equals_an_independent_recomputation(built):
