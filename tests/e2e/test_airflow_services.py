@@ -45,12 +45,15 @@ def _day(day) -> tuple[datetime, datetime]:
 
 
 def _wait_for(api, path: str, done, what: str, timeout: float = RUN_TIMEOUT) -> dict:
-    """GET ``path`` until ``done(body)``; the API's state is what is polled, with a bounded deadline."""
+    """GET ``path`` until ``done(body)``; the API's state is what is polled, with a bounded deadline. A 5xx answer
+    (the api-server losing its database connection for a moment) is printed and polled again."""
     deadline = time.monotonic() + timeout
     while True:
         status, body = api.call("GET", path)
-        assert status == 200, (path, status, body)
-        if done(body):
+        assert status == 200 or status >= 500, (path, status, body)
+        if status >= 500:
+            print(f"GET {path}: {status} {body}")
+        elif done(body):
             return body
         assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}: {body}"
         time.sleep(2)
