@@ -163,7 +163,7 @@ def test_airflow_services_run_a_triggered_day_a_second_trigger_and_a_backfill(ho
         assert status_code == 200, backfill
         _wait_for(api, f"/api/v2/backfills/{backfill['id']}", lambda b: b.get("completed_at"),
                   "the backfill", timeout=2 * RUN_TIMEOUT)
-        runs = api.call("GET", f"/api/v2/dags/{DAG}/dagRuns?run_type=backfill_job&order_by=logical_date")[1]
+        runs = api.call("GET", f"/api/v2/dags/{DAG}/dagRuns?run_type=backfill&order_by=logical_date")[1]
         assert [(r["data_interval_start"], r["data_interval_end"], r["state"]) for r in runs["dag_runs"]] == [
             (_iso(_day(d)[0]), _iso(_day(d)[1]), "success") for d in (first_day, last_day)]
         assert pushes(conninfo)[1] == 0  # still no SQL pushed twice
