@@ -105,16 +105,20 @@ def start(service: Service, command: Sequence[str], env: Mapping[str, str]) -> i
 
 
 def stop(services: Sequence[Service], timeout: float = 60.0) -> list[int]:
-    """SIGTERM every service's process group, then every process left in the services' sessions; SIGKILL what is
-    left after ``timeout`` s. Returns the pids still there at the end (none, unless the kernel refused)."""
+    """SIGTERM every service's supervisor (which stops its command), then every process left in the services'
+    sessions; SIGKILL what is left after ``timeout`` s. Returns the pids still there at the end (none, unless the
+    kernel refused)."""
     sessions = {pid for pid in (s.recorded_pid() for s in services) if pid}
-    for service in services:
-        pid = service.supervisor_pid()
-        if pid is not None:
-            _signal_group(pid, signal.SIGTERM)
-    for pid in pids_in_sessions(sessions):
+    supervisors = [pid for pid in (s.supervisor_pid() for s in services) if pid is not None]
+    # each supervisor passes one SIGTERM on to its command (a second one, sent to the whole group at once, left
+    # Airflow's api-server, dag-processor and triggerer hanging in their shutdown until the SIGKILL)
+    for pid in supervisors:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
+    while any(_pid_alive(pid) for pid in supervisors) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in pids_in_sessions(sessions):  # what the commands left behind (a task's own process group)
+        _signal(pid, signal.SIGTERM)
     while pids_in_sessions(sessions) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in pids_in_sessions(sessions):
@@ -162,13 +166,6 @@ def _all_pids() -> list[int]:
 def _signal(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 
