@@ -4,8 +4,9 @@ authenticated with the generated admin password: a day triggered, run by the sch
 in-process run's test checks it; the same day triggered again changes nothing; two earlier days backfilled by
 Airflow's own backfill. Then ``handoff airflow down`` leaves no process behind.
 
-About 40 minutes on 2 cores (each dbt task is a process of its own under the LocalExecutor): ``make test-airflow``
-runs it, ``make test`` does not.
+20 to 40 minutes on 2 cores (19 min 42 s, and 38 min 32 s while other work kept the load average near 9; each
+dbt task is a process of its own under the LocalExecutor, 15-30 s apiece): ``make test-airflow`` runs it,
+``make test`` does not.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tests.ports import free_port
 pytestmark = pytest.mark.airflow_services
 
 DAG = "handoff_daily"
-RUN_TIMEOUT = 1800  # one day's run took 10 min here; a bound, not a wait
+RUN_TIMEOUT = 1800  # one day's run took 5.5 to 10 min here; a bound, not a wait
 
 
 def _iso(moment: datetime) -> str:
