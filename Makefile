@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 
-.PHONY: install install-dev demo test test-soak test-fast lint lock warehouse-up warehouse-down clean bench
+.PHONY: install install-dev demo test test-soak test-airflow test-fast lint lock warehouse-up warehouse-down \
+	airflow-up airflow-down clean bench
 
 # install: what a deployment and `make demo` need (requirements.txt). install-dev adds the test, benchmark and
 # lint tools (requirements-dev.txt); make test, make bench and make lint install it.
@@ -39,6 +40,12 @@ test: lint
 test-soak: install-dev
 	$(BIN)/handoff warehouse up
 	$(BIN)/python -m pytest -q --soak -m soak
+
+# Real Airflow services (not part of `make test`): `handoff airflow up`, a day triggered and triggered again through
+# the REST API, a two-day backfill, `handoff airflow down`. 20 to 40 minutes here (2 cores), hence not in `make test`. Its own --basetemp:
+# pytest prunes /tmp/pytest-of-$USER down to the latest three runs, so a parallel pytest would delete its home.
+test-airflow: install-dev
+	$(BIN)/python -m pytest -q -s --airflow-services -m airflow_services --basetemp .local/pytest-airflow
 
 test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -76,6 +83,14 @@ warehouse-up: install
 
 warehouse-down:
 	$(BIN)/handoff warehouse down
+
+# Real Airflow 3 (api-server, scheduler, dag-processor, triggerer) on this machine: the UI's URL and the admin
+# password are printed by the first `make airflow-up`; `handoff airflow status` says what runs.
+airflow-up: install
+	$(BIN)/handoff airflow up $(AIRFLOW_ARGS)
+
+airflow-down:
+	$(BIN)/handoff airflow down
 
 clean:
 	-$(BIN)/handoff warehouse down

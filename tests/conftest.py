@@ -20,17 +20,25 @@ from handoff import warehouse  # noqa: E402
 TEST_DB = os.environ.get("HANDOFF_TEST_DB", f"handoff_test_{os.getpid()}")
 
 
+# long checks with their own make target, skipped unless their option is given: marker -> (option, what runs them)
+OPT_IN = {"soak": ("--soak", "a soak trial: make test-soak runs it"),
+          "airflow_services": ("--airflow-services", "real Airflow services, 20-40 min: make test-airflow runs it")}
+
+
 def pytest_addoption(parser):
     parser.addoption("--soak", action="store_true", help="run the soak trials too (make test-soak)")
+    parser.addoption("--airflow-services", action="store_true",
+                     help="run the tests of `handoff airflow up` too (make test-airflow)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--soak"):
-        return
-    skip = pytest.mark.skip(reason="a soak trial: make test-soak runs it")
-    for item in items:
-        if "soak" in item.keywords:
-            item.add_marker(skip)
+    for marker, (option, reason) in OPT_IN.items():
+        if config.getoption(option):
+            continue
+        skip = pytest.mark.skip(reason=reason)
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

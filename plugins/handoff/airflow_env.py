@@ -58,13 +58,17 @@ def _conn_var(conn_id: str) -> str:
     return "AIRFLOW_CONN_" + conn_id.upper()
 
 
+def environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The local Airflow's variables: its configuration, the warehouse connections, then ``overrides``, less the
+    variables the user already set (those win). What ``apply`` sets for the in-process run and what ``handoff
+    airflow up`` gives its services (airflow_services)."""
+    env = {**airflow_config_env(), **warehouse_connections_env(), **(overrides or {})}
+    return {key: value for key, value in env.items() if key not in os.environ}
+
+
 def apply(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Set the local Airflow environment in this process; variables the user already set are kept."""
-    env = {**airflow_config_env(), **warehouse_connections_env(), **(extra or {})}
-    applied = {}
-    for key, value in env.items():
-        if key not in os.environ:
-            os.environ[key] = value
-            applied[key] = value
+    applied = environment(extra)
+    os.environ.update(applied)
     settings.paths().airflow_home.mkdir(parents=True, exist_ok=True)
     return applied

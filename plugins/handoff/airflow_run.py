@@ -179,14 +179,10 @@ def _execution_api(logfile, log, timeout: float = 90.0):
     """Airflow's execution API server (``airflow api-server --apps execution``) on a free loopback port, for the
     LocalExecutor's workers, while the block runs. The JWT secret that signs the workers' tokens is the
     environment's (AIRFLOW__API_AUTH__JWT_SECRET) or a new random one; it stays in the environment, never logged."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_loopback_port()
     url = f"http://127.0.0.1:{port}/execution/"
     os.environ["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = url
-    for var in ("NO_PROXY", "no_proxy"):  # the workers and the health check reach it directly, whatever proxy is set
-        hosts = [h for h in os.environ.get(var, "").split(",") if h]
-        os.environ[var] = ",".join([*hosts, "127.0.0.1"] if "127.0.0.1" not in hosts else hosts)
+    os.environ.update(loopback_without_proxy(os.environ))  # the workers and the health check reach it directly
     os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(64))
     logfile.parent.mkdir(parents=True, exist_ok=True)
     log(f"starting Airflow's execution API on 127.0.0.1:{port} for the LocalExecutor (log: {logfile})")
@@ -211,6 +207,22 @@ def _execution_api(logfile, log, timeout: float = 90.0):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def loopback_without_proxy(env) -> dict[str, str]:
+    """NO_PROXY / no_proxy of ``env`` with 127.0.0.1 added: our own loopback servers are reached directly, whatever
+    proxy is set."""
+    out = {}
+    for var in ("NO_PROXY", "no_proxy"):
+        hosts = [h for h in env.get(var, "").split(",") if h]
+        out[var] = ",".join([*hosts, "127.0.0.1"] if "127.0.0.1" not in hosts else hosts)
+    return out
 
 
 def _healthy(url: str) -> bool:

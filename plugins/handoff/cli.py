@@ -61,6 +61,33 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- airflow: the real services ------------------------------------------------------------------------------------
+def cmd_airflow(args: argparse.Namespace) -> int:
+    from handoff import airflow_services  # noqa: PLC0415
+
+    if args.action == "up":
+        try:
+            started = airflow_services.up(unpaused=args.unpaused, port=args.port, log=log)
+        except airflow_services.ServicesError as exc:
+            raise CliError(f"{exc}\n(`handoff airflow down` stops what did start)") from None
+        if started["admin_password"]:
+            print(f"Airflow admin password (shown this once; kept in {airflow_services.credentials_file()}, mode "
+                  f"0600): {started['admin_password']}")
+        state = "unpaused: the scheduler runs each finished day" if not started["paused"] else \
+            "paused (handoff airflow up --unpaused, or the toggle in the UI, to schedule it)"
+        log(f"{airflow_services.DAG_ID} ({started['timetable']}) is {state}")
+        print(f"Airflow UI: {started['url']} (user {airflow_services.ADMIN_USER})")
+        return 0
+    if args.action == "down":
+        left = airflow_services.down(log=log)
+        if left:
+            raise CliError(f"processes still running after SIGKILL: {left}")
+        return 0
+    ok, lines = airflow_services.status()
+    print("\n".join(lines))
+    return 0 if ok else 3
+
+
 # -- sample / crm-sandbox / funnel: delegated to their modules ---------------------------------------------
 def cmd_sample(args: argparse.Namespace) -> int:
     from handoff import sample  # noqa: PLC0415
@@ -288,6 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", default="admin", choices=["admin", "loader", "transformer", "pusher", "bi_reader"],
                    help="connect as this role (url, psql)")
     p.set_defaults(func=cmd_warehouse)
+
+    p = sub.add_parser("airflow", help="real Airflow 3 on this machine (api-server, scheduler, dag-processor, "
+                       "triggerer): up|down|status",
+                       description="Start, stop or inspect Airflow's services as supervised background processes, "
+                       "with their metadata in the database airflow_meta on the warehouse's PostgreSQL and pid and "
+                       "log files under $HANDOFF_HOME/airflow/services/.")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--unpaused", action="store_true",
+                   help="up: unpause handoff_daily so the scheduler runs each day once it is over (default: paused)")
+    p.add_argument("--port", type=int, default=None,
+                   help="up: the api-server's port on 127.0.0.1 (default: $HANDOFF_AIRFLOW_PORT, else 8080 when "
+                        "free, else any free port; 0: any free port)")
+    p.set_defaults(func=cmd_airflow)
 
     p = sub.add_parser("sample", help="generate a deterministic sample company (CRM + analytics exports)")
     _add_module_arguments("sample", p)

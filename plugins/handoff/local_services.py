@@ -48,12 +48,17 @@ def ensure_sandbox_state(log=print) -> None:
     marker.write_text(stamp)
 
 
+def needs_sandbox() -> bool:
+    """True when the CRM is read by API and no real CRM is configured (no ``AIRFLOW_CONN_HANDOFF_CRM``)."""
+    from handoff import sources  # noqa: PLC0415
+
+    return not os.environ.get(CRM_ENV) and sources.load().crm.mode == "api"
+
+
 @contextlib.contextmanager
 def crm_for_run(log=print) -> Iterator[None]:
     """Make ``handoff_crm`` resolvable for the run: the user's connection, or a sandbox started here."""
-    from handoff import sources  # noqa: PLC0415
-
-    if os.environ.get(CRM_ENV) or sources.load().crm.mode != "api":
+    if not needs_sandbox():
         yield
         return
     from handoff import crm_sandbox  # noqa: PLC0415

@@ -5,75 +5,25 @@ sent to the CRM."""
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
 import re
 import sqlite3
-import subprocess
-import sys
-from datetime import date
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.ports import free_port
-
-REPO = Path(__file__).resolve().parents[2]
-END = date(2026, 10, 31)
-MARTS = ["dim_contacts", "fct_contact_engagement_daily", "fct_contact_scores_daily", "fct_stage_transitions",
-         "mql_sql_conversion_cohorts", "mql_sql_lagged_conversion", "sql_handoff_queue"]
-
-CANARY = "canary-token-5f1c0e7a9b3d4e21"
+from tests.e2e.daily_run import (
+    CANARY,
+    END,
+    REPO,
+    admin_conninfo,
+    assert_sample_loaded_and_built,
+    mart_hashes,
+    pushes,
+)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("handoff_home")
-    env = {**os.environ, "HANDOFF_HOME": str(home), "HANDOFF_WAREHOUSE_PORT": str(free_port()),
-           "PYTHONPATH": str(REPO / "plugins"), "HANDOFF_RETRY_DELAY_SECONDS": "1"}
-    for key in list(env):
-        if key.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "HANDOFF_WAREHOUSE_URL")):
-            env.pop(key)
-    run = _runner(env)
-    # a canary CRM token: handoff run passes it to the DAG through the handoff_crm Airflow connection
-    (home / "crm").mkdir()
-    (home / "crm" / "token").write_text(CANARY)
-    run("warehouse", "up")
-    run("sample", "--out", str(home / "sample"), "--contacts", "400", "--days", "60", "--seed", "7",
-        "--end-date", END.isoformat())
-    yield home, env, run
-    run("warehouse", "down", check=False)
-
-
-def _runner(env):
-    def run(*args, check=True):
-        res = subprocess.run([sys.executable, "-m", "handoff.cli", *args], env=env, cwd=REPO, capture_output=True,
-                             text=True, timeout=900)
-        if check and res.returncode != 0:
-            raise AssertionError(f"handoff {' '.join(args)} exited {res.returncode}\n{res.stdout[-3000:]}\n"
-                                 f"{res.stderr[-6000:]}")
-        return res
-    return run
-
-
-def _admin(home: Path, env) -> str:
-    creds = json.loads((home / "warehouse" / "credentials.json").read_text())["admin"]
-    return psycopg.conninfo.make_conninfo(host="127.0.0.1", port=env["HANDOFF_WAREHOUSE_PORT"], dbname="handoff",
-                                          user=creds["user"], password=creds["password"])
-
-
-def _mart_hashes(conninfo: str) -> dict[str, tuple[int, str]]:
-    out = {}
-    with psycopg.connect(conninfo) as conn:
-        for mart in MARTS:
-            out[mart] = conn.execute(
-                f"select count(*), coalesce(md5(string_agg(t::text, '|' order by t::text)), '')"
-                f" from marts.{mart} t").fetchone()
-    return out
 
 
 def test_a_day_runs_end_to_end_and_rerunning_it_changes_nothing(home):
@@ -81,29 +31,13 @@ def test_a_day_runs_end_to_end_and_rerunning_it_changes_nothing(home):
     first = run("run", "--date", END.isoformat())
     assert "succeeded" in first.stderr
     _assert_progress_names_every_task(first.stdout, _latest_run_tasks(home, "state"))
-    conninfo = _admin(home, env)
-    manifest = json.loads((home / "sample" / "manifest.json").read_text())
-
+    conninfo = admin_conninfo(home, env)
+    assert_sample_loaded_and_built(home, conninfo)
     with psycopg.connect(conninfo) as conn:
-        # every analytics event of the sample landed (all 60 day folders: late files of earlier days included)
-        events = sum(1 for f in (home / "sample" / "analytics").rglob("*.jsonl.gz")
-                     for _ in gzip.open(f, "rt"))
-        loaded, bad = conn.execute("select count(*), (select count(*) from raw.quarantine)"
-                                   " from raw.analytics_events").fetchone()
-        assert (loaded, bad) == (events, 0)
-        log = conn.execute("select sum(rows_read), sum(rows_loaded), sum(rows_quarantined) from ops.load_log"
-                           " where source_kind = 'analytics_file' and status = 'loaded'").fetchone()
-        assert log == (events, events, 0)
-        # every CRM contact made it through to the dimension, once
-        contacts = conn.execute("select count(distinct record_id) from raw.crm_contacts").fetchone()[0]
-        assert contacts == manifest["contacts"]
-        assert conn.execute("select count(*) from marts.dim_contacts").fetchone()[0] == contacts
         queue_after_push = conn.execute("select count(*) from marts.sql_handoff_queue").fetchone()[0]
-        pushed = conn.execute("select count(distinct dedupe_key) from ops.crm_push_log"
-                              " where action = 'create_task' and status = 'succeeded'").fetchone()[0]
-        sqls = conn.execute("select count(*) from marts.dim_contacts where sql_at is not null").fetchone()[0]
-    assert sqls > 0 and pushed > 0
-    hashes = _mart_hashes(conninfo)
+    pushed, created_twice = pushes(conninfo)
+    assert pushed > 0 and created_twice == 0
+    hashes = mart_hashes(conninfo)
     raw_before = _raw_counts(conninfo)
     assert _overlapping(_task_spans(home)) == []  # in-process: one task at a time
 
@@ -113,14 +47,8 @@ def test_a_day_runs_end_to_end_and_rerunning_it_changes_nothing(home):
     # the two extract/load tasks have no dependency between them: with two worker slots, they overlap
     assert ("extract_load_analytics", "extract_load_crm") in _overlapping(_task_spans(home))
     assert _raw_counts(conninfo)["raw.analytics_events"] == raw_before["raw.analytics_events"]
-    with psycopg.connect(conninfo) as conn:
-        pushed_again = conn.execute("select count(distinct dedupe_key) from ops.crm_push_log"
-                                    " where action = 'create_task' and status = 'succeeded'").fetchone()[0]
-        created_twice = conn.execute(
-            "select count(*) from (select dedupe_key from ops.crm_push_log where action = 'create_task'"
-            " and status = 'succeeded' group by 1 having count(*) > 1) d").fetchone()[0]
-    assert pushed_again == pushed and created_twice == 0
-    after = _mart_hashes(conninfo)
+    assert pushes(conninfo) == (pushed, 0)
+    after = mart_hashes(conninfo)
     # the queue shrinks to what the CRM has not acknowledged; every other mart is identical to the byte
     assert {k: v for k, v in after.items() if k != "sql_handoff_queue"} == \
         {k: v for k, v in hashes.items() if k != "sql_handoff_queue"}
@@ -190,10 +118,10 @@ def test_a_failing_dbt_test_stops_everything_downstream_the_push_included(home):
     second writer or a loader bug would) fails the staging task's accepted_values test: no model after it runs,
     the push does not run, the run fails loudly, and the marts stay as the last good run left them."""
     home, env, run = home
-    conninfo = _admin(home, env)
+    conninfo = admin_conninfo(home, env)
     with psycopg.connect(conninfo) as conn:
         pushes = conn.execute("select count(*) from ops.crm_push_log").fetchone()[0]
-    hashes = _mart_hashes(conninfo)
+    hashes = mart_hashes(conninfo)
     with psycopg.connect(conninfo) as conn:
         # a second writer's own batch (staging reads raw by batch: a batch is written once, in one transaction)
         conn.execute("insert into raw.analytics_events select gen_random_uuid(), now(), _source, _line,"
@@ -218,4 +146,4 @@ def test_a_failing_dbt_test_stops_everything_downstream_the_push_included(home):
     assert states["push_sqls"] == "upstream_failed"
     with psycopg.connect(conninfo) as conn:
         assert conn.execute("select count(*) from ops.crm_push_log").fetchone()[0] == pushes
-    assert _mart_hashes(conninfo) == hashes
+    assert mart_hashes(conninfo) == hashes
