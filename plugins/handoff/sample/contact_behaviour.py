@@ -76,9 +76,9 @@ class ContactBehaviour(SessionPlanner):
     """One contact's units of behaviour (sessions and server-side events) and the moments the CRM records."""
 
     def __init__(self, tables: SimulationTables, plan: ContactPlan) -> None:
-        super().__init__(tables, stream(tables.world.seed, S_BEHAVIOUR, plan.idx))
+        super().__init__(tables, stream(tables.world.seed, S_BEHAVIOUR, plan.index))
         self.plan = plan
-        self.company: Company | None = tables.world.companies[plan.company_k] if plan.company_k >= 0 else None
+        self.company: Company | None = tables.world.companies[plan.company_index] if plan.company_index >= 0 else None
         self.units: list = []
         self.mql_ms = -1
         self.sql_ms = -1

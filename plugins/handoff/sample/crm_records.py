@@ -70,7 +70,7 @@ class CrmActivity:
         if at_ms > end_ms or owner is None:
             return None
         disposition = self.behaviour.rng.choices(tuple(vocab.CALL_DISPOSITIONS), (55, 25, 15, 5))[0]
-        call_id = str(CALL_ID_BASE + self.behaviour.plan.idx * 16 + len(self.calls))
+        call_id = str(CALL_ID_BASE + self.behaviour.plan.index * 16 + len(self.calls))
         self.calls.append({"id": call_id, "ms": at_ms, "props": {
             "hs_timestamp": timestamp(at_ms), "hs_call_direction": "INBOUND" if inbound else "OUTBOUND",
             "hs_call_disposition": disposition, "hs_call_title": title, "hubspot_owner_id": owner.id,
@@ -84,7 +84,7 @@ class CrmActivity:
             return
         outcome = ("SCHEDULED" if at_ms > end_ms - 2 * DAY_MS else
                    self.behaviour.rng.choices(("COMPLETED", "NO_SHOW", "CANCELED"), (72, 15, 13))[0])
-        meeting_id = str(MEETING_ID_BASE + self.behaviour.plan.idx * 16 + len(self.meetings))
+        meeting_id = str(MEETING_ID_BASE + self.behaviour.plan.index * 16 + len(self.meetings))
         self.meetings.append({"id": meeting_id, "ms": created_ms, "props": {
             "hs_timestamp": timestamp(at_ms), "hs_meeting_title": title, "hs_meeting_outcome": outcome,
             "hubspot_owner_id": owner.id, "hs_createdate": timestamp(created_ms),
@@ -117,7 +117,7 @@ class CrmActivity:
             stage = vocab.DEAL_OPEN_STAGES[min(4, int(progress * 5))]
             closedate = None
             modified_ms = min(end_ms, created_ms + int((end_ms - created_ms) * rng.random()))
-        deal_id = str(DEAL_ID_BASE + behaviour.plan.idx * 4 + len(self.deals))
+        deal_id = str(DEAL_ID_BASE + behaviour.plan.index * 4 + len(self.deals))
         self.deals.append({"id": deal_id, "props": {
             "dealname": f"{company.name} — new business", "pipeline": "default", "dealstage": stage,
             "amount": str(amount), "createdate": timestamp(created_ms), "closedate": closedate,
@@ -131,7 +131,7 @@ def crm_records(tables: SimulationTables, behaviour: ContactBehaviour, events: l
     owner_id = plan.owner_id
     smb_owners = world.team_owners["SMB"] or world.owners
     if not owner_id and (plan.mql_day >= 0 or plan.sql_day >= 0):
-        owner_id = smb_owners[plan.idx % len(smb_owners)].id
+        owner_id = smb_owners[plan.index % len(smb_owners)].id
     owners_by_id = {owner.id: owner for owner in world.owners}
     created_ms = behaviour.created_ms
     first_stage = ("other" if plan.kind == "applicant" else "subscriber" if plan.kind in ("student", "personal")
@@ -151,10 +151,10 @@ def crm_records(tables: SimulationTables, behaviour: ContactBehaviour, events: l
             will_sql = True
             plan.sql_via = "CRM_UI"
             sql_ms = day * DAY_MS + rng.randrange(9 * HOUR, 18 * HOUR) * 1000
-            owner_id = owner_id or smb_owners[plan.idx % len(smb_owners)].id
+            owner_id = owner_id or smb_owners[plan.index % len(smb_owners)].id
     elif no_mql_business and rng.random() < 0.008:
         case = "deal_without_sql"
-        owner_id = owner_id or smb_owners[plan.idx % len(smb_owners)].id
+        owner_id = owner_id or smb_owners[plan.index % len(smb_owners)].id
     crm = CrmActivity(tables, behaviour, owner_id, owners_by_id.get(owner_id), case, will_sql, sql_ms)
     crm.lifecycle.append((created_ms, first_stage, source, source_id, None))
     crm.status.append((created_ms, "NEW", source, source_id, None))

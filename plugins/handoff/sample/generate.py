@@ -127,23 +127,24 @@ def generate(out_dir: Path, *, seed: int = 42, contacts: int = 5000, days: int =
         sink = _Sink(out, world, max_events_per_file)
         say(f"simulating behaviour with {workers} worker process{'es' if workers > 1 else ''}")
         try:
-            for k, result in enumerate(runner.run(tasks), start=1):
-                tasks[k - 1] = None  # type: ignore[call-overload]  # free the chunk's plans
+            for done, result in enumerate(runner.run(tasks), start=1):
+                tasks[done - 1] = None  # type: ignore[call-overload]  # free the chunk's plans
                 sink.add(result)
-                if k == n_chunks or k % max(1, n_chunks // 10) == 0:
-                    say(f"{min(contacts, k * CHUNK_CONTACTS):,}/{contacts:,} contacts, {sink.events:,} events")
+                if done == n_chunks or done % max(1, n_chunks // 10) == 0:
+                    say(f"{min(contacts, done * CHUNK_CONTACTS):,}/{contacts:,} contacts, {sink.events:,} events")
         finally:
             sink.close()
-    manifest.counts = {"owners": len(world.owners), "companies": len(world.companies), "contacts": sink.n["contacts"],
-                       "deals": sink.n["deals"], "meetings": sink.n["meetings"], "calls": sink.n["calls"],
-                       "lifecycle_stage_history": sink.n["history"], "events": sink.events,
+    counts = sink.counts
+    manifest.counts = {"owners": len(world.owners), "companies": len(world.companies), "contacts": counts["contacts"],
+                       "deals": counts["deals"], "meetings": counts["meetings"], "calls": counts["calls"],
+                       "lifecycle_stage_history": counts["history"], "events": sink.events,
                        "anonymous_visitors": n_visitors, "event_files": sum(len(v) for v in sink.files.values())}
     manifest.events_per_day = {day_string(world.start, d): sink.per_day.get(d, 0) for d in range(days)}
     manifest.files_per_day = {day_string(world.start, d): sink.files.get(d, []) for d in range(days)}
     _write_ground_truth(out, world, catalog, sink)
     (out / "manifest.json").write_bytes(orjson.dumps(manifest.as_dict(), option=orjson.OPT_INDENT_2) + b"\n")
     say(f"sample written to {out}: {sink.events:,} events in {manifest.counts['event_files']} files, "
-        f"{sink.n['contacts']:,} contacts, {sink.n['deals']:,} deals")
+        f"{sink.counts['contacts']:,} contacts, {sink.counts['deals']:,} deals")
     return manifest
 
 
@@ -186,16 +187,16 @@ class _Runner:
                 yield run_chunk(self.tables, task)
             return
         pending: deque = deque()
-        it = iter(tasks)
-        for task in it:  # keep a bounded number of chunks in flight: memory stays flat
+        remaining = iter(tasks)
+        for task in remaining:  # keep a bounded number of chunks in flight: memory stays flat
             pending.append(self.pool.apply_async(run_chunk_in_worker, (task,)))
             if len(pending) >= self.workers * 2:
                 break
         while pending:
             result = pending.popleft().get()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(self.pool.apply_async(run_chunk_in_worker, (nxt,)))
+            next_task = next(remaining, None)
+            if next_task is not None:
+                pending.append(self.pool.apply_async(run_chunk_in_worker, (next_task,)))
             yield result
 
 
@@ -207,12 +208,12 @@ class _Sink:
         self.world = world
         self.max_events = max_events
         self.crm = {k: PieceWriter(out / "crm" / f"{k}.jsonl.gz") for k in ("contacts", "deals", "meetings", "calls")}
-        self.csv_fh = {}
+        self.csv_files = {}
         self.csv = {}
         for name in ("contacts", "deals", "meetings", "calls", "lifecycle_stage_history"):
-            fh = (out / "crm_csv" / f"{name}.csv").open("w", newline="", encoding="utf-8")
-            self.csv_fh[name] = fh
-            self.csv[name] = csv.writer(fh)
+            csv_file = (out / "crm_csv" / f"{name}.csv").open("w", newline="", encoding="utf-8")
+            self.csv_files[name] = csv_file
+            self.csv[name] = csv.writer(csv_file)
             self.csv[name].writerow([label for label, _ in CSV_COLUMNS[name]])
         self.truth = io.StringIO()
         self.truth_w = csv.writer(self.truth, lineterminator="\n")
@@ -222,40 +223,40 @@ class _Sink:
         self.files: dict[int, list[str]] = {}
         self.per_day: dict[int, int] = {}
         self.events = 0
-        self.n = {"contacts": 0, "deals": 0, "meetings": 0, "calls": 0, "history": 0}
+        self.counts = {"contacts": 0, "deals": 0, "meetings": 0, "calls": 0, "history": 0}
         self.cases: dict[str, list[str]] = {}
         self.channels: dict[str, list[int]] = {}
         self.mismatch = 0
 
-    def add(self, r: dict) -> None:
-        for day in sorted(r["events"]):
-            for piece in r["events"][day]:
+    def add(self, result: dict) -> None:
+        for day in sorted(result["events"]):
+            for piece in result["events"][day]:
                 self._add_events(day, piece)
-        for name, piece in r["crm"].items():
+        for name, piece in result["crm"].items():
             self.crm[name].add(piece)
-            self.n[name] += piece[3]
-        rows = r["rows"]
+            self.counts[name] += piece[3]
+        rows = result["rows"]
         for name, key in (("contacts", "contacts"), ("deals", "deals"), ("meetings", "meetings"),
                           ("calls", "calls"), ("lifecycle_stage_history", "history")):
             self.csv[name].writerows(rows[key])
-        self.n["history"] += len(rows["history"])
+        self.counts["history"] += len(rows["history"])
         self.truth_w.writerows(rows["truth"])
         self.truth_gz.write_raw(self.truth.getvalue().encode())
         self.truth.seek(0)
         self.truth.truncate()
-        st = r["stats"]
-        self.mismatch += st["mql_plan_mismatch"]
-        for case, ids in st["cases"].items():
+        stats = result["stats"]
+        self.mismatch += stats["mql_plan_mismatch"]
+        for case, ids in stats["cases"].items():
             self.cases.setdefault(case, []).extend(ids)
-        for ch, counts in st["channel"].items():
-            acc = self.channels.setdefault(ch, [0, 0, 0])
-            for i, v in enumerate(counts):
-                acc[i] += v
+        for channel, counts in stats["channel"].items():
+            totals = self.channels.setdefault(channel, [0, 0, 0])
+            for position, count in enumerate(counts):
+                totals[position] += count
 
     def _add_events(self, day: int, piece) -> None:
-        n = piece[3]
+        lines = piece[3]
         writer, count = self.days.get(day, (None, 0))
-        if writer is None or count + n > self.max_events:
+        if writer is None or count + lines > self.max_events:
             if writer is not None:
                 writer.close()
             folder = self.out / "analytics" / day_string(self.world.start, day)
@@ -265,15 +266,15 @@ class _Sink:
             names.append(name)
             writer, count = PieceWriter(folder / name), 0
         writer.add(piece)
-        self.days[day] = (writer, count + n)
-        self.per_day[day] = self.per_day.get(day, 0) + n
-        self.events += n
+        self.days[day] = (writer, count + lines)
+        self.per_day[day] = self.per_day.get(day, 0) + lines
+        self.events += lines
 
     def close(self) -> None:
-        for w in self.crm.values():
-            w.close()
-        for fh in self.csv_fh.values():
-            fh.close()
+        for writer in self.crm.values():
+            writer.close()
+        for csv_file in self.csv_files.values():
+            csv_file.close()
         self.truth_gz.close()
         for w, _ in self.days.values():
             w.close()
@@ -296,39 +297,41 @@ def _write_owners_companies(out: Path, world: World, manifest: Manifest) -> None
         owners.append(orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
         owner_rows.append([o.id, o.user_id, o.first, o.last, o.email, o.team, obj["createdAt"], obj["updatedAt"]])
     companies, company_rows = [], []
-    for c in world.companies:
-        created, updated = iso_ms(start, c.created_ms), iso_ms(start, c.updated_ms)
-        props = {"name": c.name, "domain": c.domain, "industry": c.industry, "numberofemployees": str(c.employees),
-                 "annualrevenue": str(c.revenue), "monthly_web_visitors": str(c.web_visitors),
-                 "web_technologies": ";".join(c.technologies), "country": c.country,
-                 "hubspot_owner_id": c.owner_id, "createdate": created, "hs_lastmodifieddate": updated,
-                 "hs_object_id": c.id}
-        companies.append(orjson.dumps({"id": c.id, "properties": props, "createdAt": created, "updatedAt": updated,
-                                       "archived": False}, option=orjson.OPT_APPEND_NEWLINE))
-        company_rows.append([c.id, c.name, c.domain, c.industry, c.employees, c.revenue, c.web_visitors,
-                             props["web_technologies"], c.country, c.owner_id, created, updated])
+    for company in world.companies:
+        created, updated = iso_ms(start, company.created_ms), iso_ms(start, company.updated_ms)
+        props = {"name": company.name, "domain": company.domain, "industry": company.industry,
+                 "numberofemployees": str(company.employees), "annualrevenue": str(company.revenue),
+                 "monthly_web_visitors": str(company.web_visitors),
+                 "web_technologies": ";".join(company.technologies), "country": company.country,
+                 "hubspot_owner_id": company.owner_id, "createdate": created, "hs_lastmodifieddate": updated,
+                 "hs_object_id": company.id}
+        companies.append(orjson.dumps({"id": company.id, "properties": props, "createdAt": created,
+                                       "updatedAt": updated, "archived": False}, option=orjson.OPT_APPEND_NEWLINE))
+        company_rows.append([company.id, company.name, company.domain, company.industry, company.employees,
+                             company.revenue, company.web_visitors, props["web_technologies"], company.country,
+                             company.owner_id, created, updated])
     for name, lines, rows in (("owners", owners, owner_rows), ("companies", companies, company_rows)):
-        with PieceWriter(out / "crm" / f"{name}.jsonl.gz") as w:
-            w.add(deflate_piece(b"".join(lines), len(lines)))
-        with (out / "crm_csv" / f"{name}.csv").open("w", newline="", encoding="utf-8") as fh:
-            wr = csv.writer(fh)
-            wr.writerow([label for label, _ in CSV_COLUMNS[name]])
-            wr.writerows(rows)
+        with PieceWriter(out / "crm" / f"{name}.jsonl.gz") as writer:
+            writer.add(deflate_piece(b"".join(lines), len(lines)))
+        with (out / "crm_csv" / f"{name}.csv").open("w", newline="", encoding="utf-8") as csv_file:
+            rows_writer = csv.writer(csv_file)
+            rows_writer.writerow([label for label, _ in CSV_COLUMNS[name]])
+            rows_writer.writerows(rows)
 
 
 def _write_ground_truth(out: Path, world: World, catalog, sink: _Sink) -> None:
     props = {ch: v[1] for ch, v in vocab.CHANNELS.items()}
     realized = {}
-    for ch in vocab.CHANNELS:
-        n, mqls, sqls = sink.channels.get(ch, [0, 0, 0])
-        realized[ch] = {"contacts": n, "mqls": mqls, "sqls_within_window": sqls,
+    for channel in vocab.CHANNELS:
+        contacts, mqls, sqls = sink.channels.get(channel, [0, 0, 0])
+        realized[channel] = {"contacts": contacts, "mqls": mqls, "sqls_within_window": sqls,
                         "rate": round(sqls / mqls, 4) if mqls else None}
-    f = world.funnel
+    funnel = world.funnel
     doc = {
         "seed": world.seed,
         "start_date": world.start.isoformat(),
         "end_date": world.end.isoformat(),
-        "funnel_version": f.version,
+        "funnel_version": funnel.version,
         "channel_propensities": props,
         "channel_order": sorted(props, key=lambda c: -props[c]),
         "channel_contact_share": {ch: v[0] for ch, v in vocab.CHANNELS.items()},
@@ -336,13 +339,13 @@ def _write_ground_truth(out: Path, world: World, catalog, sink: _Sink) -> None:
         "persona_modifiers": vocab.PERSONA_MODIFIERS,
         "segment_lag_days": {seg: {"min": lo, "max": hi} for seg, (lo, hi) in vocab.SEGMENT_LAG_DAYS.items()},
         "segment_by_company_size_band": vocab.BAND_SEGMENT,
-        "mql": {"score_threshold": float(f.mql_score_threshold), "min_fit_score": float(f.mql_min_fit_score),
+        "mql": {"score_threshold": float(funnel.mql_score_threshold), "min_fit_score": float(funnel.mql_min_fit_score),
                 "how": "before planted_mql_at the generator keeps an upper bound of the score (no decay, windows a "
                        "day longer, no behavioural negatives) under the threshold; on that day it adds decision-"
                        "stage activity until a lower bound (an extra day of decay, windows a day shorter, every "
                        "negative that could apply) reaches it. Any reasonable reading of config/funnel.yml should "
                        "find the MQL on the day of planted_mql_at."},
-        "sql": {"signals": [ev for ev, feat in f.events.items() if feat in f.sql_signals],
+        "sql": {"signals": [ev for ev, feat in funnel.events.items() if feat in funnel.sql_signals],
                 "crm_ui_share_of_converted_mqls": 0.15,
                 "how": "converted MQLs send one decision signal (or a rep sets salesqualifiedlead, CRM_UI) on "
                        "planted_sql_at = planted_mql_at + planted_lag_days; no contact sends a decision signal "

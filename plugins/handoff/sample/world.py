@@ -71,7 +71,7 @@ class Owner:
 
 @dataclass(slots=True)
 class Company:
-    k: int
+    index: int
     id: str
     name: str
     domain: str
@@ -93,7 +93,7 @@ class Company:
 
 @dataclass(slots=True)
 class ContactPlan:
-    idx: int
+    index: int
     id: str
     first: str
     last: str
@@ -103,7 +103,7 @@ class ContactPlan:
     persona: str
     kind: str  # business | personal | student | applicant | competitor
     domain_type: str  # business | personal | competitor
-    company_k: int  # -1: none
+    company_index: int  # -1: none
     segment: str
     channel: str
     source_data_1: str
@@ -145,15 +145,15 @@ def build_world(seed: int, contacts: int, days: int, end: date, funnel: Funnel) 
 
 
 def _owners(seed: int, contacts: int) -> list[Owner]:
-    n = max(5, round(contacts / 250))
-    counts = [max(1, round(n * s)) for s in vocab.TEAM_SHARE]
-    counts[0] += n - sum(counts)
+    owner_count = max(5, round(contacts / 250))
+    counts = [max(1, round(owner_count * share)) for share in vocab.TEAM_SHARE]
+    counts[0] += owner_count - sum(counts)
     owners = []
     used = set()
-    k = 0
+    owner_number = 0
     for (team, team_id), count in zip(vocab.TEAMS, counts, strict=True):
         for _ in range(count):
-            rng = stream(seed, S_OWNER, k)
+            rng = stream(seed, S_OWNER, owner_number)
             while True:
                 first, last = rng.choice(vocab.FIRST), rng.choice(vocab.LAST)
                 if (first, last) not in used:
@@ -161,15 +161,15 @@ def _owners(seed: int, contacts: int) -> list[Owner]:
                     break
             email = f"{first}.{last}".lower().replace(" ", "").replace("'", "") + f"@{vocab.OWN_DOMAIN}"
             created = -rng.randint(60, 900) * DAY_MS + rng.randint(8, 17) * 3_600_000
-            owners.append(Owner(str(OWNER_ID_BASE + k), OWNER_USER_ID_BASE + k, first, last, email, team,
-                                team_id, created, created + rng.randint(1, 50) * DAY_MS))
-            k += 1
+            owners.append(Owner(str(OWNER_ID_BASE + owner_number), OWNER_USER_ID_BASE + owner_number, first, last,
+                                email, team, team_id, created, created + rng.randint(1, 50) * DAY_MS))
+            owner_number += 1
     return owners
 
 
 def _companies(seed: int, contacts: int, funnel: Funnel, team_owners: dict[str, list[Owner]],
                days: int) -> list[Company]:
-    n = max(40, contacts // 3)
+    company_count = max(40, contacts // 3)
     ind_cum = cumulative(w for _, w in vocab.INDUSTRIES)
     ind_items = tuple(i for i, _ in vocab.INDUSTRIES)
     size_cum = cumulative(s for *_, s in vocab.COMPANY_SIZES)
@@ -179,27 +179,27 @@ def _companies(seed: int, contacts: int, funnel: Funnel, team_owners: dict[str, 
     ctry_items = tuple((c, d) for c, _, d in vocab.COUNTRIES)
     names: set[str] = set()  # names and domains taken
     out = []
-    for k in range(n):
-        rng = stream(seed, S_COMPANY, k)
-        lo, hi, _ = vocab.COMPANY_SIZES[bisect(size_cum, rng.random() * size_cum[-1])]
-        employees = int(math.exp(rng.uniform(math.log(lo), math.log(hi + 1))))
+    for company_number in range(company_count):
+        rng = stream(seed, S_COMPANY, company_number)
+        smallest, largest, _ = vocab.COMPANY_SIZES[bisect(size_cum, rng.random() * size_cum[-1])]
+        employees = int(math.exp(rng.uniform(math.log(smallest), math.log(largest + 1))))
         industry = weighted(rng, ind_cum, ind_items)
-        name, domain = _company_name(rng, names, k)
+        name, domain = _company_name(rng, names, company_number)
         country, dial = weighted(rng, ctry_cum, ctry_items)
-        rpe = vocab.REVENUE_PER_EMPLOYEE.get(industry, 140_000) * rng.lognormvariate(0, 0.35)
-        revenue = int(round(employees * rpe, -3))
+        revenue_per_employee = vocab.REVENUE_PER_EMPLOYEE.get(industry, 140_000) * rng.lognormvariate(0, 0.35)
+        revenue = int(round(employees * revenue_per_employee, -3))
         visitors = int(round(employees * rng.lognormvariate(math.log(12), 0.9) + rng.randint(50, 1500), -1))
         cms = weighted(rng, cms_cum, cms_items)
         tools = tuple(sorted(rng.sample(vocab.WEB_TOOLS, rng.randint(1, 4))))
-        out.append(_company(funnel, team_owners, k, name, domain, industry=industry, employees=employees,
+        out.append(_company(funnel, team_owners, company_number, name, domain, industry=industry, employees=employees,
                             revenue=revenue, visitors=visitors, cms=cms, tools=tools, country=country, dial=dial,
                             rng=rng, days=days))
     # the competitors, one company per competitor domain from config/funnel.yml
     for domain in funnel.lists["competitor_domains"]:
-        k = len(out)
-        rng = stream(seed, S_COMPANY, k)
+        company_number = len(out)
+        rng = stream(seed, S_COMPANY, company_number)
         name = domain.split(".")[0].capitalize()
-        out.append(_company(funnel, team_owners, k, name, domain, industry="COMPUTER_SOFTWARE",
+        out.append(_company(funnel, team_owners, company_number, name, domain, industry="COMPUTER_SOFTWARE",
                             employees=rng.randint(60, 400), revenue=rng.randint(8, 40) * 1_000_000,
                             visitors=rng.randint(30_000, 120_000), cms="webflow",
                             tools=("google_analytics", "segment"), country="United States", dial="+1", rng=rng,
@@ -207,26 +207,26 @@ def _companies(seed: int, contacts: int, funnel: Funnel, team_owners: dict[str, 
     return out
 
 
-def _company_name(rng: random.Random, taken: set[str], k: int) -> tuple[str, str]:
+def _company_name(rng: random.Random, taken: set[str], number: int) -> tuple[str, str]:
     """A unique company name and web domain ("Harbor Logistics", "harborlogistics.com")."""
-    a, b = vocab.NAME_A, vocab.NAME_B
+    first_words, second_words = vocab.NAME_A, vocab.NAME_B
     for attempt in range(40):
         if attempt < 4:
-            name = f"{rng.choice(a)} {rng.choice(b)}"
+            name = f"{rng.choice(first_words)} {rng.choice(second_words)}"
         else:
-            name = f"{rng.choice(a)}{rng.choice(a).lower()} {rng.choice(b)}"
+            name = f"{rng.choice(first_words)}{rng.choice(first_words).lower()} {rng.choice(second_words)}"
         domain = name.lower().replace(" ", "") + rng.choice((".com", ".com", ".com", ".io", ".co"))
         if name not in taken and domain not in taken:
             break
     else:
-        name = f"{rng.choice(a)} {rng.choice(b)} {k}"
+        name = f"{rng.choice(first_words)} {rng.choice(second_words)} {number}"
         domain = name.lower().replace(" ", "-") + ".com"
     taken.add(name)
     taken.add(domain)
     return name, domain
 
 
-def _company(funnel, team_owners, k, name, domain, *, industry, employees, revenue, visitors, cms, tools, country,
+def _company(funnel, team_owners, number, name, domain, *, industry, employees, revenue, visitors, cms, tools, country,
              dial, rng, days, competitor=False) -> Company:
     band = funnel.size_band(employees)
     segment = vocab.BAND_SEGMENT.get(band, "SMB")
@@ -235,7 +235,7 @@ def _company(funnel, team_owners, k, name, domain, *, industry, employees, reven
     created = -rng.randint(1, 700) * DAY_MS + rng.randint(7, 19) * 3_600_000 + rng.randint(0, 3_599_999)
     updated = created + rng.randint(0, 400) * DAY_MS
     updated = min(updated, days * DAY_MS - rng.randint(1, 30) * DAY_MS)
-    return Company(k, str(COMPANY_ID_BASE + k), name, domain, industry, employees, revenue, visitors,
+    return Company(number, str(COMPANY_ID_BASE + number), name, domain, industry, employees, revenue, visitors,
                    tuple(sorted({cms, *tools})), cms, country, dial, band, segment, owner.id, created,
                    max(created, updated), competitor)
 
@@ -260,17 +260,17 @@ def plan_contacts(world: World, contacts: int) -> list[ContactPlan]:
     comp_cum = cumulative(1.0 + 1.4 * math.log10(c.employees) for c in regular)
     emails: set[str] = set()
     plans = []
-    for idx in range(contacts):
-        rng = stream(seed, S_CONTACT, idx)
-        r = rng.random()
-        kind = ("competitor" if r < 0.012 else "applicant" if r < 0.037 else "student" if r < 0.067
-                else "personal" if r < 0.165 else "business")
+    for number in range(contacts):
+        rng = stream(seed, S_CONTACT, number)
+        kind_draw = rng.random()
+        kind = ("competitor" if kind_draw < 0.012 else "applicant" if kind_draw < 0.037
+                else "student" if kind_draw < 0.067 else "personal" if kind_draw < 0.165 else "business")
         first, last = rng.choice(vocab.FIRST), rng.choice(vocab.LAST)
         company: Company | None = None
         if kind == "business":
             company = regular[bisect(comp_cum, rng.random() * comp_cum[-1])]
         elif kind == "competitor":
-            company = competitors[idx % len(competitors)]
+            company = competitors[number % len(competitors)]
         channel = weighted(rng, chan_cum, chan_items)
         if kind in ("applicant", "student", "personal", "competitor") and channel == "OFFLINE":
             channel = "ORGANIC_SEARCH"
@@ -290,10 +290,10 @@ def plan_contacts(world: World, contacts: int) -> list[ContactPlan]:
             local = base + (str(rng.randint(1, 99)) if rng.random() < 0.6 else "")
             domain = rng.choice(funnel.lists["personal_email_domains"])
         email = f"{local}@{domain}"
-        n = 2
+        suffix = 2
         while email in emails:
-            email = f"{local}{n}@{domain}"
-            n += 1
+            email = f"{local}{suffix}@{domain}"
+            suffix += 1
         emails.add(email)
         dial = company.dial if company else "+1"
         phone = f"{dial} {rng.randint(201, 989)} 555 {rng.randint(100, 9999):04d}" if rng.random() < 0.8 else ""
@@ -312,8 +312,8 @@ def plan_contacts(world: World, contacts: int) -> list[ContactPlan]:
         disq = funnel.disqualified_by_fit(attrs) or kind == "applicant"
         segment = company.segment if company else "SMB"
         owner_id = company.owner_id if company else ""
-        plan = ContactPlan(idx, str(CONTACT_ID_BASE + idx), first, last, email, phone, jobtitle, persona, kind,
-                           domain_type, company.k if company else -1, segment, channel, source_data, create_day,
+        plan = ContactPlan(number, str(CONTACT_ID_BASE + number), first, last, email, phone, jobtitle, persona, kind,
+                           domain_type, company.index if company else -1, segment, channel, source_data, create_day,
                            create_sec, intent, fit, fit_pos, disq,
                            suppress=not disq and fit_pos >= funnel.mql_min_fit_score,
                            owner_id=owner_id)
@@ -334,9 +334,9 @@ SIGNUP_POINTS = {"form_submissions": 1, "sessions": 1}
 
 def signup_points(funnel: Funnel) -> float:
     pts = 0.0
-    for r in funnel.count_rules:
-        if r.feature in SIGNUP_POINTS:
-            pts += min(r.cap if r.cap is not None else math.inf, r.points * SIGNUP_POINTS[r.feature])
+    for rule in funnel.count_rules:
+        if rule.feature in SIGNUP_POINTS:
+            pts += min(rule.cap if rule.cap is not None else math.inf, rule.points * SIGNUP_POINTS[rule.feature])
     return pts
 
 
@@ -369,7 +369,7 @@ def _plan_conversions(world: World, plans: list[ContactPlan]) -> None:
         if u >= prop:
             continue
         p.converts = True
-        rng = stream(world.seed, S_CONTACT, 10_000_000 + p.idx)
+        rng = stream(world.seed, S_CONTACT, 10_000_000 + p.index)
         lo, hi = vocab.SEGMENT_LAG_DAYS[p.segment]
         lag = rng.randint(lo, hi)
         if p.mql_day + lag < world.days:
