@@ -151,6 +151,7 @@ def summary(tgt, day: date, seconds: float) -> str:
             "  psql \"$(handoff warehouse url --role bi_reader)\"   # the marts, as a BI tool sees them",
             "  handoff dbt docs generate && handoff dbt docs serve  # lineage and definitions",
             "  config/funnel.yml                                  # the SLA as code: change it, rerun",
+            "  handoff airflow up                                 # real Airflow: open the URL it prints",
             f"  {settings.paths().airflow_home}/logs                # task logs of the run"]
     return "\n".join(out)
 
