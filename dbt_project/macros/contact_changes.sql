@@ -8,7 +8,7 @@
     that contact, a 'definition' row every contact. -#}
 {% macro dense_rows_prepare(upstream=none, inputs=none) -%}
     {%- if recomputes_range() %}
-    set local jit = off;
+    {{ jit_off_for_daily_runs() }};
     {{ fix_recompute_start('score_date') }};
     {%- endif %}
     {%- if upstream %}
