@@ -102,6 +102,10 @@ def cmd_crm_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_funnel(args: argparse.Namespace) -> int:
+    if args.action == "backtest":
+        from handoff import lab  # noqa: PLC0415
+
+        return lab.run(args) or 0
     from handoff import funnel  # noqa: PLC0415
 
     return funnel.main(args) or 0
@@ -337,8 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_module_arguments("crm_sandbox", p)
     p.set_defaults(func=cmd_crm_sandbox)
 
-    p = sub.add_parser("funnel", help="check or compile the funnel definition (config/funnel.yml)")
-    _add_module_arguments("funnel", p)
+    p = sub.add_parser("funnel", help="check or compile the funnel definition (config/funnel.yml), or backtest a "
+                       "candidate on the warehouse's history")
+    from handoff import funnel, lab  # noqa: PLC0415 - light: the definition model and the lab's arguments
+
+    lab.add_arguments(funnel.add_arguments(p).add_parser(
+        "backtest", help="what a candidate definition would have done on the warehouse's history",
+        description="Rebuild scores and stages for CANDIDATE in the schema backtest (production untouched), write "
+                    "marts.funnel_backtest and print both definitions side by side (docs/funnel.md)."))
     p.set_defaults(func=cmd_funnel)
 
     p = sub.add_parser("run", help="run the daily DAG for one UTC day, in-process through Airflow")

@@ -123,7 +123,8 @@ def dbt_build_group(group_id: str = "dbt_build"):
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            exclude=STAGING_SELECT.split(),  # dbt_staging builds those, before this group
+            # dbt_staging builds those, before this group; the definition lab's mart is built by a backtest only
+            exclude=[*STAGING_SELECT.split(), "tag:definition_lab"],
             # watcher: the producer's single `dbt build` runs every test; per-model tasks report them.
             test_behavior=TestBehavior.AFTER_EACH if watcher else TestBehavior.BUILD,
             # ... and tests spanning several models (relationships) get their own task after all of them

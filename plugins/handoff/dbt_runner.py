@@ -45,10 +45,12 @@ def dbt_executable() -> str:
 
 
 def run(args: Sequence[str], *, quiet: bool = False, check: bool = True, needs_db: bool = True,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``dbt <args>`` in the project folder; raises with dbt's own output when it fails."""
-    full_env = {**os.environ, **(dbt_env() if needs_db else _offline_env()), **(env or {})}
-    res = subprocess.run([dbt_executable(), *args], cwd=PROJECT, env=full_env, text=True,
+        env: dict[str, str] | None = None, project_dir: Path = PROJECT) -> subprocess.CompletedProcess:
+    """``dbt <args>`` in the project folder (or a copy of it: ``project_dir``); raises with dbt's own output when it
+    fails."""
+    full_env = {**os.environ, **(dbt_env() if needs_db else _offline_env()), **(env or {}),
+                "DBT_PROJECT_DIR": str(project_dir), "DBT_PROFILES_DIR": str(project_dir)}
+    res = subprocess.run([dbt_executable(), *args], cwd=project_dir, env=full_env, text=True,
                          capture_output=quiet, check=False)
     if check and res.returncode != 0:
         detail = (res.stdout or "")[-4000:] + (res.stderr or "")[-2000:] if quiet else ""

@@ -13,14 +13,18 @@ from handoff.funnel.model import FunnelDefinitionError
 from handoff.funnel.seeds import compile, out_of_sync  # noqa: A004 - the CLI verb
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("check", "compile"),
-                        help="check: validate the definition (and that the seeds are in sync); "
-                             "compile: write the dbt seeds")
-    parser.add_argument("--definition", default=str(settings.FUNNEL_DEFINITION),
-                        help="the funnel definition YAML (default: %(default)s)")
-    parser.add_argument("--seeds-dir", default=str(settings.DBT_PROJECT_DIR / "seeds"),
-                        help="where the dbt seeds live (default: %(default)s)")
+def add_arguments(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    """``check`` and ``compile``; returns the actions so the ``handoff`` CLI can add the definition lab's
+    (``handoff funnel backtest``, ``handoff.lab``), which needs the warehouse and dbt this package does not."""
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, text in (("check", "validate the definition (and that the seeds are in sync)"),
+                       ("compile", "write the dbt seeds")):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument("--definition", default=str(settings.FUNNEL_DEFINITION),
+                            help="the funnel definition YAML (default: %(default)s)")
+        action.add_argument("--seeds-dir", default=str(settings.DBT_PROJECT_DIR / "seeds"),
+                            help="where the dbt seeds live (default: %(default)s)")
+    return actions
 
 
 def run(args: argparse.Namespace) -> int:

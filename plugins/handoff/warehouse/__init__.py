@@ -176,7 +176,7 @@ def _grant(conn: psycopg.Connection, tgt: Target) -> None:
         "grant usage on schema raw, ops to {transformer}",
         "grant select on all tables in schema raw to {transformer}",
         "grant select on ops.crm_push_log, ops.crm_push_acknowledged, ops.load_log to {transformer}",
-        "grant usage, create on schema staging, intermediate, marts to {transformer}",
+        "grant usage, create on schema staging, intermediate, marts, backtest to {transformer}",
         "grant temporary on database {db} to {transformer}",  # dbt stages incremental and unit-test rows in temp tables
         # pusher: the queue (granted on the table by dbt's `grants` config) and its own log
         "grant usage on schema marts, ops to {pusher}",

@@ -6,6 +6,8 @@ create schema if not exists ops;
 create schema if not exists staging;
 create schema if not exists intermediate;
 create schema if not exists marts;
+-- a funnel definition's backtest (`handoff funnel backtest`): the candidate's models, apart from production
+create schema if not exists backtest;
 
 -- CRM objects: one append-only table per object type, the object kept whole as jsonb.
 do $$
