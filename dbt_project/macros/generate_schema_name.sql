@@ -8,3 +8,8 @@
     {%- elif custom_schema_name is none -%}{{ target.schema }}
     {%- else -%}{{ custom_schema_name | trim }}{%- endif -%}
 {%- endmacro %}
+
+{#- The production relation of a model a backtest may have routed: `relation` (a ref) in the layer's schema. -#}
+{% macro production(relation, layer) -%}
+    {{ return(relation.incorporate(path={'schema': layer})) }}
+{%- endmacro %}

@@ -102,10 +102,10 @@ def cmd_crm_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_funnel(args: argparse.Namespace) -> int:
-    if args.action == "backtest":
+    if args.action in ("backtest", "suggest"):
         from handoff import lab  # noqa: PLC0415
 
-        return lab.run(args) or 0
+        return (lab.run if args.action == "backtest" else lab.suggest.run)(args) or 0
     from handoff import funnel  # noqa: PLC0415
 
     return funnel.main(args) or 0
@@ -345,10 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "candidate on the warehouse's history")
     from handoff import funnel, lab  # noqa: PLC0415 - light: the definition model and the lab's arguments
 
-    lab.add_arguments(funnel.add_arguments(p).add_parser(
+    actions = funnel.add_arguments(p)
+    lab.add_arguments(actions.add_parser(
         "backtest", help="what a candidate definition would have done on the warehouse's history",
         description="Rebuild scores and stages for CANDIDATE in the schema backtest (production untouched), write "
                     "marts.funnel_backtest and print both definitions side by side (docs/funnel.md)."))
+    lab.suggest.add_arguments(actions.add_parser(
+        "suggest", help="points for the existing rules learnt from history, written as a candidate to backtest",
+        description="Fit the point-in-time rule hits against the opportunities that followed (logistic regression, "
+                    "checked by time) and write the suggested points as a candidate YAML (docs/funnel.md)."))
     p.set_defaults(func=cmd_funnel)
 
     p = sub.add_parser("run", help="run the daily DAG for one UTC day, in-process through Airflow")

@@ -184,7 +184,7 @@ def test_lowering_the_threshold_by_ten_adds_the_two_mqls_a_person_counts(history
     admin, tmp, _ = history
     candidate = _candidate(tmp, "2026.12.0-lower", mql__score_threshold=40)
     production_before = _content(admin, "marts.fct_stage_transitions", "contact_id, to_stage, transitioned_at")
-    watermarks_before = _content(admin, "intermediate.handoff_watermarks", "log, model, changes_to")
+    watermarks_before = _content(admin, "intermediate.handoff_watermarks", "log, model, changes_to::text")
     result = _backtest(history, candidate)
     rows = {row["definition"]: row for row in result.rows if row["cohort_period"] == FEBRUARY}
     current, cand = rows["current"], rows["candidate"]
@@ -199,7 +199,7 @@ def test_lowering_the_threshold_by_ten_adds_the_two_mqls_a_person_counts(history
     assert added == {CONTACT_IDS[n] for n in ("A", "B", "D")}
     # production untouched, its change logs' watermarks included; the mart holds this backtest's rows
     assert _content(admin, "marts.fct_stage_transitions", "contact_id, to_stage, transitioned_at") == production_before
-    assert _content(admin, "intermediate.handoff_watermarks", "log, model, changes_to") == watermarks_before
+    assert _content(admin, "intermediate.handoff_watermarks", "log, model, changes_to::text") == watermarks_before
     assert {v for (v,) in _rows(admin, "select distinct definition_version from marts.funnel_backtest")} == {
         result.current.version, "2026.12.0-lower"}
     report = "\n".join(report_lines(result))

@@ -3,19 +3,19 @@
     incremental_strategy='append',
     on_schema_change='fail',
     tags=['definition_lab'],
-    pre_hook=["{% if var('funnel_backtest', none) and is_incremental() %}delete from {{ this }}{% endif %}"],
+    pre_hook=["{% if var('backtest', none) and is_incremental() %}delete from {{ this }}{% endif %}"],
 ) }}
 -- The last backtest (`handoff funnel backtest CANDIDATE.yml`, docs/funnel.md "Changing the definition safely"): one
--- row per definition (current, candidate) × cohort period. The current definition's rows read the production marts;
--- the candidate's read the same models rebuilt for it in the schema var('funnel_backtest').schema. Built only when
--- that var is given (the backtest replaces the rows); any other build, the daily DAG's included, keeps them as they
--- are. Both definitions are cut by the current definition's cohort grain and headline lag, so their rows line up;
+-- row per definition (current, candidate) × cohort period. The backtest's build (var('backtest')) routes the models
+-- it rebuilds for the candidate to its own schema (generate_schema_name), so there ref() is the candidate's and
+-- production() names the production relation, the current definition's. Built only in a backtest (its rows
+-- replace the last one's); any other build, the daily DAG's included, keeps them as they are. Both definitions are cut by the current definition's cohort grain and headline lag, so their rows line up;
 -- the outcomes (opportunity, customer) are the CRM's and the same for both.
-{%- set backtest = var('funnel_backtest', none) %}
+{%- set backtest = var('backtest', none) %}
 with
 
 settings as (
-    select * from {{ ref('int_funnel_settings') }}
+    select * from {{ production(ref('int_funnel_settings'), 'intermediate') }}
 ),
 
 run_interval as (
@@ -23,7 +23,7 @@ run_interval as (
 ),
 
 current_transitions as (
-    select * from {{ ref('fct_stage_transitions') }}
+    select * from {{ production(ref('fct_stage_transitions'), 'marts') }}
 ),
 
 definitions as (
@@ -34,7 +34,7 @@ definitions as (
     union all
     select 'candidate' as definition, candidate.definition_version, candidate.definition_name,
         candidate.mql_goal_per_period
-    from {{ backtest['schema'] }}.int_funnel_settings as candidate
+    from {{ ref('int_funnel_settings') }} as candidate
     {%- endif %}
 ),
 
@@ -43,7 +43,7 @@ transitions as (
     {%- if backtest %}
     union all
     select 'candidate' as definition, candidate.*
-    from {{ backtest['schema'] }}.fct_stage_transitions as candidate
+    from {{ ref('fct_stage_transitions') }} as candidate
     {%- endif %}
 ),
 

@@ -5,13 +5,13 @@ How (docs/funnel.md "Changing the definition safely"):
 1. the candidate is loaded and validated by the one funnel model (``handoff.funnel``), as ``handoff funnel check``
    would;
 2. a copy of the dbt project gets the candidate's seeds; the seeds that differ from the current definition's, with
-   the funnel rules and settings always, and every model downstream of them are rebuilt whole (``--full-refresh``)
-   into the schema ``backtest`` (var ``backtest``: ``generate_schema_name`` routes those nodes there), reading every
-   other model (events, features, the CRM's record) from production. The dense daily tables are point in time, so a
-   day's candidate score sees only that day's and earlier data, as the production score did. The models' change
-   logs in production are read, never moved (``changes_applied``);
-3. ``marts.funnel_backtest`` is rebuilt from the production marts (current) and the backtest schema (candidate),
-   and printed side by side with the differences between the two definitions.
+   the funnel rules and settings always, and every model downstream of them (found in the manifest) are rebuilt
+   whole (``--full-refresh``) into the schema ``backtest`` (var ``backtest``: ``generate_schema_name`` routes those
+   nodes there), reading every other model (events, features, the CRM's record) from production. The dense daily
+   tables are point in time, so a day's candidate score sees only that day's and earlier data, as the production
+   score did. The models' change logs in production are read, never moved (``changes_applied``);
+3. in the same ``dbt build``, ``marts.funnel_backtest`` is rebuilt from the production marts (current) and the
+   backtest schema (candidate); it is printed side by side with the differences between the two definitions.
 
 Nothing in staging, intermediate or marts changes but ``marts.funnel_backtest``.
 """
@@ -64,6 +64,20 @@ def _project_copy(workdir: Path, candidate: Definition) -> Path:
     return project
 
 
+def rebuilt_nodes(manifest: dict, seeds: Sequence[str]) -> list[str]:
+    """The seeds and models downstream of ``seeds`` (by name), the definition lab's own mart left out."""
+    todo = [f"seed.{manifest['metadata'].get('project_name', 'handoff')}.{seed}" for seed in seeds]
+    seen: set[str] = set()
+    while todo:
+        unique_id = todo.pop()
+        if unique_id not in seen:
+            seen.add(unique_id)
+            todo.extend(manifest["child_map"].get(unique_id, []))
+    nodes = [manifest["nodes"][uid] for uid in seen if uid in manifest["nodes"]]
+    return sorted(node["name"] for node in nodes if node["resource_type"] in ("model", "seed")
+                  and "definition_lab" not in node.get("tags", []))
+
+
 def backtest(candidate_path: str | Path, *, since: date | None = None, until: date | None = None,
              dbname: str | None = None, log: Callable[[str], None] = print) -> BacktestResult:
     """Rebuild the candidate's models in the backtest schema and marts.funnel_backtest; return its rows."""
@@ -74,20 +88,21 @@ def backtest(candidate_path: str | Path, *, since: date | None = None, until: da
     with tempfile.TemporaryDirectory(prefix="handoff-backtest-") as tmp:
         project = _project_copy(Path(tmp), candidate)
 
-        def dbt(*args: str) -> str:
-            return dbt_runner.run(["--quiet", *args], quiet=True, env=env, project_dir=project).stdout
+        def dbt(*args: str) -> None:
+            dbt_runner.run(["--quiet", *args], quiet=True, env=env, project_dir=project)
 
-        listed = dbt("ls", "--resource-type", "model", "--resource-type", "seed", "--output", "name",
-                     "--select", " ".join(f"{seed}+" for seed in seeds), "--exclude", "tag:definition_lab")
-        nodes = sorted(line.strip() for line in listed.splitlines() if line.strip())
-        routing = json.dumps({"backtest": {"schema": SCHEMA, "nodes": nodes}})
+        # the graph does not depend on the seeds' content: the project's own manifest when current, else a parse
+        manifest_path = dbt_runner.MANIFEST
+        if not dbt_runner.manifest_is_fresh():
+            dbt("parse")
+            manifest_path = project / "target" / "manifest.json"
+        nodes = rebuilt_nodes(json.loads(manifest_path.read_text(encoding="utf-8")), seeds)
         log(f"backtest: {candidate.version} ({candidate_path}) against {current.version}: rebuilding "
             f"{len(nodes)} seeds and models in schema {SCHEMA} ({', '.join(seeds)} changed or always rebuilt)")
-        dbt("seed", "--full-refresh", "--vars", routing, "--select", " ".join(n for n in nodes if n in seeds))
-        dbt("run", "--full-refresh", "--vars", routing, "--select", " ".join(n for n in nodes if n not in seeds))
-        report = {"schema": SCHEMA, "since": since.isoformat() if since else None,
-                  "until": until.isoformat() if until else None}
-        dbt("run", "--vars", json.dumps({"funnel_backtest": report}), "--select", "funnel_backtest")
+        routing = {"schema": SCHEMA, "nodes": nodes, "since": since.isoformat() if since else None,
+                   "until": until.isoformat() if until else None}
+        dbt("build", "--full-refresh", "--resource-type", "seed", "--resource-type", "model",
+            "--vars", json.dumps({"backtest": routing}), "--select", *nodes, "funnel_backtest")
     return BacktestResult(candidate, current, tuple(nodes), tuple(read_rows(dbname)))
 
 
