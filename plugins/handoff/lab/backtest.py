@@ -168,7 +168,7 @@ def report_lines(result: BacktestResult) -> list[str]:
     diffs = definition_differences(result.current, result.candidate)
     lines += [f"  {d}" for d in diffs] or ["  (no difference in the rules or settings)"]
     header = (f"{'cohort':<10}  {'MQLs':>12}  {'flagged':>12}  {'added':>5}  {'dropped':>7}  {'precision':>12}  "
-              f"{'coverage':>12}  {'days MQL->opp':>14}  {'SQLs by rules':>13}  complete")
+              f"{'coverage':>12}  {'days MQL->opp':>14}  {'SQLs by rules':>13}  {'MQLs/goal':>12}  complete")
     lines += ["", header, "-" * len(header)]
     empty = dict.fromkeys(COLUMNS, 0) | {"mql_precision": None, "opportunity_coverage": None,
                                          "median_days_mql_to_opportunity": None}
@@ -185,6 +185,7 @@ def report_lines(result: BacktestResult) -> list[str]:
             f"{_pair(cur['opportunity_coverage'], cand['opportunity_coverage']):>12}  "
             f"{_pair(cur['median_days_mql_to_opportunity'], cand['median_days_mql_to_opportunity']):>14}  "
             f"{_pair(cur['sqls_by_rules_within_lag'], cand['sqls_by_rules_within_lag']):>13}  "
+            f"{_pair(cur['mqls_vs_goal'], cand['mqls_vs_goal']):>12}  "
             f"{'yes' if complete else 'no'}")
         if complete:
             for name, row in (("current", cur), ("candidate", cand)):
