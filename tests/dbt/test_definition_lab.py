@@ -32,7 +32,7 @@ import psycopg
 import pytest
 import yaml
 from handoff import dbt_runner, lab, settings
-from handoff.lab.backtest import report_lines
+from handoff.lab.backtest import LOCK_KEY, BacktestBusy, report_lines
 from rawfill import drop_dbt_relations, truncate_raw
 
 CREATED = "2026-01-05T09:00:00.000Z"
@@ -205,3 +205,13 @@ def test_lowering_the_threshold_by_ten_adds_the_two_mqls_a_person_counts(history
     report = "\n".join(report_lines(result))
     assert "mql_score_threshold: 50 -> 40" in report
     assert "2026-02-01" in report and "3 -> 3" not in report
+
+
+def test_a_second_backtest_while_one_runs_is_refused_and_changes_nothing(history):
+    admin, _, dbname = history
+    before = _content(admin, "marts.funnel_backtest", "definition, cohort_period, mqls")
+    with psycopg.connect(admin, autocommit=True) as running:
+        running.execute("select pg_advisory_lock(hashtext(%s))", [LOCK_KEY])
+        with pytest.raises(BacktestBusy, match="another backtest is running"):
+            lab.backtest(settings.FUNNEL_DEFINITION, dbname=dbname, log=lambda _: None)
+    assert _content(admin, "marts.funnel_backtest", "definition, cohort_period, mqls") == before

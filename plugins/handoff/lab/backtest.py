@@ -19,6 +19,7 @@ Nothing in staging, intermediate or marts changes but ``marts.funnel_backtest``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import tempfile
@@ -31,6 +32,7 @@ from handoff import dbt_runner, settings
 from handoff.funnel import Definition, load, seed_contents
 
 SCHEMA = "backtest"
+LOCK_KEY = "handoff.backtest"  # one backtest at a time per warehouse (pg advisory lock on hashtext of this)
 # always rebuilt: the scoring and staging chain, even when only a threshold changed (or nothing: the backtest of
 # the current definition then equals production, which the tests check)
 ALWAYS_REBUILT = ("funnel_rules", "funnel_settings")
@@ -85,7 +87,7 @@ def backtest(candidate_path: str | Path, *, since: date | None = None, until: da
     current = load(settings.FUNNEL_DEFINITION)
     env = {**dbt_runner.interval_env(None, None), **({"HANDOFF_DBT_DBNAME": dbname} if dbname else {})}
     seeds = changed_seeds(candidate, current)
-    with tempfile.TemporaryDirectory(prefix="handoff-backtest-") as tmp:
+    with _one_at_a_time(dbname), tempfile.TemporaryDirectory(prefix="handoff-backtest-") as tmp:
         project = _project_copy(Path(tmp), candidate)
 
         def dbt(*args: str) -> None:
@@ -104,6 +106,26 @@ def backtest(candidate_path: str | Path, *, since: date | None = None, until: da
         dbt("build", "--full-refresh", "--resource-type", "seed", "--resource-type", "model",
             "--vars", json.dumps({"backtest": routing}), "--select", *nodes, "funnel_backtest")
     return BacktestResult(candidate, current, tuple(nodes), tuple(read_rows(dbname)))
+
+
+@contextlib.contextmanager
+def _one_at_a_time(dbname: str | None):
+    """One backtest at a time per warehouse (they share the schema): a session advisory lock, held while it runs."""
+    from handoff import warehouse  # noqa: PLC0415
+
+    tgt = warehouse.target()
+    with warehouse.open_connection(tgt.conninfo("transformer", dbname=dbname or tgt.dbname), autocommit=True) as conn:
+        if not conn.execute("select pg_try_advisory_lock(hashtext(%s))", [LOCK_KEY]).fetchone()[0]:
+            raise BacktestBusy("another backtest is running on this warehouse (they share the schema backtest): "
+                               "wait for it to finish and run again")
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(hashtext(%s))", [LOCK_KEY])
+
+
+class BacktestBusy(RuntimeError):
+    """Another backtest holds the warehouse's backtest schema."""
 
 
 def read_rows(dbname: str | None = None) -> list[dict]:
@@ -217,8 +239,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, *, out: Callable[[str], None] = print) -> int:
-    result = backtest(args.candidate, since=args.since, until=args.until,
-                      log=lambda msg: print(f"[handoff] {msg}", flush=True))
+    try:
+        result = backtest(args.candidate, since=args.since, until=args.until,
+                          log=lambda msg: print(f"[handoff] {msg}", flush=True))
+    except BacktestBusy as exc:
+        raise SystemExit(f"handoff: error: {exc}") from None
     for line in report_lines(result):
         out(line)
     return 0
