@@ -35,30 +35,28 @@ run_interval as (
     select * from {{ ref('int_run_interval') }}
 ),
 
-mqls as (
-    -- the MQLs of the cohorts whose outcome window (cohort period + the sales-cycle lag) ended by the interval end
+mql_windows as (
+    -- every MQL with its cohort period and outcome window: from the end of its MQL day to the end of the period
+    -- sales_cycle_lag_periods after its cohort period
     select
-        cohort.contact_id,
-        cohort.cohort_period,
-        cohort.mql_date,
-        cohort.window_opens_at,
-        cohort.window_ends_at,
-        cohort.opportunity_at
-    from (
-        select
-            contacts.contact_id,
-            date_trunc(settings.cohort_grain, contacts.mql_at at time zone 'UTC')::date as cohort_period,
-            {{ utc_date('contacts.mql_at') }} as mql_date,
-            {{ utc_midnight(utc_date('contacts.mql_at') ~ ' + 1') }} as window_opens_at,
-            {{ period_end_at("date_trunc(settings.cohort_grain, contacts.mql_at at time zone 'UTC')::date",
-                             'settings.sales_cycle_lag_periods + 1') }} as window_ends_at,
-            contacts.opportunity_at
-        from contacts
-        cross join settings
-        where contacts.mql_at is not null
-    ) as cohort
+        contacts.contact_id,
+        date_trunc(settings.cohort_grain, contacts.mql_at at time zone 'UTC')::date as cohort_period,
+        {{ utc_date('contacts.mql_at') }} as mql_date,
+        {{ utc_midnight(utc_date('contacts.mql_at') ~ ' + 1') }} as window_opens_at,
+        {{ period_end_at("date_trunc(settings.cohort_grain, contacts.mql_at at time zone 'UTC')::date",
+                         'settings.sales_cycle_lag_periods + 1') }} as window_ends_at,
+        contacts.opportunity_at
+    from contacts
+    cross join settings
+    where contacts.mql_at is not null
+),
+
+mqls as (
+    -- the MQLs of the cohorts whose outcome window ended by the interval end
+    select mql_windows.*
+    from mql_windows
     cross join run_interval
-    where {{ period_is_complete('cohort.window_ends_at') }}
+    where {{ period_is_complete('mql_windows.window_ends_at') }}
 ),
 
 members as (
@@ -74,11 +72,13 @@ members as (
 fired as (
     -- each member's rules that scored on its MQL day or before (behaviour, negative, derived) or that its
     -- attributes meet (fit)
-    select distinct members.contact_id, rule_hits.rule_id
+    select members.contact_id, rule_hits.rule_id
     from members
     inner join rule_hits
         on members.contact_id = rule_hits.contact_id
         and rule_hits.score_date <= members.mql_date
+    -- the days after the last member's MQL day hold nothing to count: a range on the table's (score_date, ...) index
+    where rule_hits.score_date <= (select max(latest.mql_date) from members as latest)
     union
     select members.contact_id, fit_rule_hits.rule_id
     from members
@@ -87,19 +87,22 @@ fired as (
 ),
 
 counts as (
+    -- per rule: the members it fired for, and of them those that reached an opportunity
     select
-        rules.rule_id,
+        fired.rule_id,
+        count(*)::integer as contacts_with,
+        count(*) filter (where members.reached_opportunity)::integer as outcomes_with
+    from fired
+    inner join members
+        on fired.contact_id = members.contact_id
+    group by fired.rule_id
+),
+
+totals as (
+    select
         count(*)::integer as contacts,
-        count(fired.rule_id)::integer as contacts_with,
-        count(fired.rule_id) filter (where members.reached_opportunity)::integer as outcomes_with,
-        count(*) filter (where fired.rule_id is null)::integer as contacts_without,
-        count(*) filter (where fired.rule_id is null and members.reached_opportunity)::integer as outcomes_without
-    from rules
-    cross join members
-    left join fired
-        on rules.rule_id = fired.rule_id
-        and members.contact_id = fired.contact_id
-    group by rules.rule_id
+        count(*) filter (where reached_opportunity)::integer as outcomes
+    from members
 ),
 
 cohorts as (
@@ -108,6 +111,21 @@ cohorts as (
         min(cohort_period) as first_cohort_period,
         max(cohort_period) as last_cohort_period
     from mqls
+),
+
+with_and_without as (
+    -- the members the rule did not fire for are all the others
+    select
+        rules.rule_id,
+        totals.contacts,
+        coalesce(counts.contacts_with, 0) as contacts_with,
+        coalesce(counts.outcomes_with, 0) as outcomes_with,
+        totals.contacts - coalesce(counts.contacts_with, 0) as contacts_without,
+        totals.outcomes - coalesce(counts.outcomes_with, 0) as outcomes_without
+    from rules
+    cross join totals
+    left join counts
+        on rules.rule_id = counts.rule_id
 ),
 
 final as (
@@ -121,22 +139,22 @@ final as (
         cohorts.last_cohort_period,
         settings.sales_cycle_lag_periods as outcome_lag_periods,
         cohorts.mqls,
-        coalesce(counts.contacts, 0) as contacts,
-        coalesce(counts.contacts_with, 0) as contacts_with,
-        coalesce(counts.outcomes_with, 0) as outcomes_with,
-        coalesce(counts.contacts_without, 0) as contacts_without,
-        coalesce(counts.outcomes_without, 0) as outcomes_without,
+        with_and_without.contacts,
+        with_and_without.contacts_with,
+        with_and_without.outcomes_with,
+        with_and_without.contacts_without,
+        with_and_without.outcomes_without,
         {{ var('rule_lift_min_contacts') }} as min_contacts,
-        coalesce(counts.contacts_with >= {{ var('rule_lift_min_contacts') }}
-            and counts.contacts_without >= {{ var('rule_lift_min_contacts') }}
-            and counts.outcomes_with > 0
-            and counts.outcomes_without > 0, false) as is_lift_reported,
+        with_and_without.contacts_with >= {{ var('rule_lift_min_contacts') }}
+            and with_and_without.contacts_without >= {{ var('rule_lift_min_contacts') }}
+            and with_and_without.outcomes_with > 0
+            and with_and_without.outcomes_without > 0 as is_lift_reported,
         settings.definition_version
     from rules
+    inner join with_and_without
+        on rules.rule_id = with_and_without.rule_id
     cross join cohorts
     cross join settings
-    left join counts
-        on rules.rule_id = counts.rule_id
 )
 
 select
