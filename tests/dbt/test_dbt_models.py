@@ -65,6 +65,8 @@ CONTRACTS = {  # docs/architecture.md "Mart contracts"
     "sla_mql_volume": ["period", "mqls", "mql_goal", "is_goal_met"],
     "sla_sql_follow_up": ["contact_id", "owner_id", "sql_at", "hours_to_follow_up", "sla_hours", "sla_status"],
     "mql_sql_rate_health": ["period", "segment_type", "segment_value", "rate", "health_status", "explanation"],
+    "funnel_rule_lift": ["rule_id", "contacts_with", "outcomes_with", "rate_with", "contacts_without",
+                         "outcomes_without", "rate_without", "lift", "lift_lower", "lift_upper", "definition_version"],
 }
 
 

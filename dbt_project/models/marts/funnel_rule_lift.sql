@@ -8,7 +8,9 @@
 -- everywhere); a contact already an opportunity by then has nothing left to predict and is left out.
 -- Rates with and without the rule get a 95% Wilson interval, lift (rate with ÷ rate without) the log-ratio (Katz)
 -- interval (macros/intervals.sql); lift and its interval are null below var('rule_lift_min_contacts') contacts in
--- either group, or with no outcome in one. Rebuilt whole every run: one pass over the MQLs' rule hits.
+-- either group, or with no outcome in one. Rebuilt whole every run: one pass over the MQLs' rule hits, sorted by
+-- contact in memory (heavy_model_work_mem, as the rule hits model itself).
+{{ config(pre_hook="set local work_mem = '{{ var('heavy_model_work_mem') }}'") }}
 with
 
 contacts as (
