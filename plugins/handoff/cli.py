@@ -111,6 +111,15 @@ def cmd_funnel(args: argparse.Namespace) -> int:
     return funnel.main(args) or 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from handoff import explain  # noqa: PLC0415
+
+    try:
+        return explain.main(args)
+    except explain.ExplainError as exc:
+        raise CliError(str(exc)) from None
+
+
 # -- run / push / dbt ---------------------------------------------------------------------------------------
 def parse_day(value: str) -> date:
     try:
@@ -355,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit the point-in-time rule hits against the opportunities that followed (logistic regression, "
                     "checked by time) and write the suggested points as a candidate YAML (docs/funnel.md)."))
     p.set_defaults(func=cmd_funnel)
+
+    p = sub.add_parser("explain", help="one contact's stages with their evidence, score history and what it lacks")
+    _add_module_arguments("explain", p)
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("run", help="run the daily DAG for one UTC day, in-process through Airflow")
     p.add_argument("--date", required=True, type=parse_day, help="the day to process, YYYY-MM-DD (UTC)")

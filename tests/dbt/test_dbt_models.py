@@ -22,12 +22,14 @@ import subprocess
 import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
 import psycopg
 import pytest
-from handoff import dbt_runner
+import rule_lift
+from handoff import dbt_runner, funnel
 from rawfill import drop_dbt_relations, fill, truncate_raw
 
 from tests.waiting import wait_until
@@ -63,6 +65,8 @@ CONTRACTS = {  # docs/architecture.md "Mart contracts"
     "sla_mql_volume": ["period", "mqls", "mql_goal", "is_goal_met"],
     "sla_sql_follow_up": ["contact_id", "owner_id", "sql_at", "hours_to_follow_up", "sla_hours", "sla_status"],
     "mql_sql_rate_health": ["period", "segment_type", "segment_value", "rate", "health_status", "explanation"],
+    "funnel_rule_lift": ["rule_id", "contacts_with", "outcomes_with", "rate_with", "contacts_without",
+                         "outcomes_without", "rate_without", "lift", "lift_lower", "lift_upper", "definition_version"],
 }
 
 
@@ -469,6 +473,66 @@ def test_channel_conversion_matches_the_sample_and_ranks_like_the_planted_propen
         return Fraction(sum(cohort[c][0] for c in chs), sum(cohort[c][1] for c in chs))
 
     assert pooled(planted[:3]) > pooled(planted[-3:]) * 3 / 2, (ranked, planted)
+
+
+def test_rule_lift_equals_an_independent_recomputation_with_intervals_from_their_formulas(built):
+    """marts.funnel_rule_lift from dim_contacts and the daily scores' rules in plain Python (tests/dbt/rule_lift.py);
+    at 800 × 90 only September's cohort has a window that ended (and none of its MQLs reached an opportunity by
+    then: no deal came within two months), so every lift is null and the checks are the counts and Wilson bounds;
+    the 5,000-contact soak test (test_channel_ranking.py) checks lifts and their intervals."""
+    admin, _, _ = built
+    rows = rule_lift.assert_mart_matches(admin, INTERVAL_END)
+    split = [r for r in rows.values() if r["contacts_with"] > 5 and r["contacts_without"] > 5]
+    assert len(split) >= 5 and {r["contacts"] for r in rows.values()} == {split[0]["contacts"]}
+
+
+def test_explain_tells_a_contacts_stages_with_evidence_its_score_history_and_what_it_lacks(built, wh_target,
+                                                                                              monkeypatch, capsys):
+    from handoff import cli, explain, warehouse  # noqa: PLC0415
+
+    admin, sample, _ = built
+    definition = funnel.load()
+    mql = _rows(admin, """select * from marts.dim_contacts where mql_evidence_source = 'rules' and sql_at is null
+                          and not is_disqualified order by contact_id limit 1""")[0]
+    lead = _rows(admin, """select * from marts.dim_contacts where mql_at is null and not is_disqualified
+                           order by current_score desc, contact_id limit 1""")[0]
+    with psycopg.connect(wh_target.conninfo("transformer")) as conn:
+        report = explain.explain(conn, mql["crm_contact_id"])
+        # 1. the MQL: its day, the rules of that day's score with their values and points, the definition version
+        stage = next(s for s in report["stages"] if s["stage"] == "mql")
+        day = _rows(admin, "select * from marts.fct_contact_scores_daily where contact_id = %s and score_date = %s",
+                    (mql["contact_id"], mql["mql_at"].date()))[0]
+        assert (stage["transitioned_at"], stage["evidence_source"]) == (mql["mql_at"], "rules")
+        assert [r["rule_id"] for r in stage["rules"]] == day["rule_ids"]
+        assert {r["rule_id"]: (r["value"], r["points"]) for r in stage["rules"]} == {
+            r: (day["rule_values"][r], day["rule_points"][r]) for r in day["rule_ids"]}
+        assert {s["definition_version"] for s in report["stages"]} == {definition.version}
+        # 2. the score history keeps the first and last day and every day a rule started or stopped scoring
+        days = _rows(admin, "select * from marts.fct_contact_scores_daily where contact_id = %s order by score_date",
+                     (mql["contact_id"],))
+        kept = {d["score_date"] for d in report["score_history"]}
+        changed = {b["score_date"] for a, b in zip(days, days[1:], strict=False)
+                   if set(a["rule_ids"]) != set(b["rule_ids"])}
+        assert {days[0]["score_date"], days[-1]["score_date"]} | changed <= kept and report["score_days"] == len(days)
+        assert report["lacks"]["next_stage"] == "sql"
+        # 3. a lead: what it lacks is the threshold minus its score, and the minimum fit minus its fit score
+        lacking = explain.explain(conn, lead["contact_id"])["lacks"]
+        assert lacking["next_stage"] == "mql"
+        assert lacking["score_short"] == max(0, Decimal(str(definition.mql_score_threshold)) - lead["current_score"])
+        assert lacking["fit_short"] == max(0, Decimal(str(definition.mql_min_fit_score)) - lead["current_fit_score"])
+        # 4. by email (hashed here as the marts hash it), and an unknown contact is a clear error
+        with gzip.open(sample / "crm" / "contacts.jsonl.gz", "rt") as fh:
+            email = next(json.loads(line)["properties"]["email"] for line in fh
+                         if json.loads(line)["id"] == mql["crm_contact_id"])
+        assert explain.explain(conn, f"  {email.upper()} ")["contact_id"] == mql["contact_id"]
+        with pytest.raises(explain.ExplainError, match="no contact 'nobody@example.com'"):
+            explain.explain(conn, "nobody@example.com")
+    # 5. the command: --json for machines, an unknown contact exits with the message
+    monkeypatch.setattr(warehouse, "target", lambda: wh_target)
+    assert cli.main(["explain", mql["crm_contact_id"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stages"][1]["stage"] == "mql"
+    with pytest.raises(SystemExit, match="handoff: error: no contact '0'"):
+        cli.main(["explain", "0"])
 
 
 # models that run long enough (at 800 × 90) to be caught mid-statement: tables, and the incremental marts
