@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 
 .PHONY: install install-dev demo test test-soak test-airflow test-fast lint lock warehouse-up warehouse-down \
-	airflow-up airflow-down clean bench
+	airflow-up airflow-up-celery airflow-down test-celery clean bench
 
 # install: what a deployment and `make demo` need (requirements.txt). install-dev adds the test, benchmark and
 # lint tools (requirements-dev.txt); make test, make bench and make lint install it.
@@ -88,6 +88,10 @@ warehouse-down:
 # password are printed by the first `make airflow-up`; `handoff airflow status` says what runs.
 airflow-up: install
 	$(BIN)/handoff airflow up $(AIRFLOW_ARGS)
+
+# The same on Airflow's CeleryExecutor: Redis (apt-get install redis-server) as the broker, two Celery workers.
+airflow-up-celery: install
+	$(BIN)/handoff airflow up --executor celery $(AIRFLOW_ARGS)
 
 airflow-down:
 	$(BIN)/handoff airflow down
