@@ -15,7 +15,7 @@ import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from handoff import airflow_env, settings
+from handoff import airflow_env, settings, supervisor
 from handoff.run_progress import RunProgress
 
 DAG_ID = "handoff_daily"
@@ -45,12 +45,9 @@ def run_lock(day: date | None, *, command: str = "handoff run", wait: bool = Fal
     command, day and pid are written into the file for the message of the one refused (or, with ``wait``,
     waiting). ``handoff airflow up``'s scheduler holds it too, for as long as it runs (its supervisor does)."""
     path = run_lock_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd, taken = supervisor.try_lock(path)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not taken:
             holder = lock_holder(path)
             if not wait and holder.startswith(SCHEDULER_HOLDS):
                 raise RunLocked(

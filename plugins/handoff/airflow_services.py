@@ -431,7 +431,6 @@ def refuse_while_a_run_holds_the_lock() -> None:
     """The scheduler is not started while an in-process run (``handoff run``, ``handoff demo``) of this
     HANDOFF_HOME holds the run lock: it would run the same DAG against the same warehouse beside it."""
     path = airflow_run.run_lock_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     with supervisor.holding(path, "{}") as free:
         if not free:
             raise ServicesError(f"{airflow_run.lock_holder(path)} is running against this HANDOFF_HOME "

@@ -183,6 +183,18 @@ def _signal(pid: int, sig: int) -> None:
 
 
 # -- the supervisor process itself ---------------------------------------------------------------------------------
+def try_lock(path: Path) -> tuple[int, bool]:
+    """Open ``path`` (created when missing) and try an exclusive flock on it without waiting: (its descriptor,
+    whether the lock was taken). Closing the descriptor (not inherited by children) releases the lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return fd, False
+    return fd, True
+
+
 @contextlib.contextmanager
 def holding(lock: Path | None, note: str):
     """Hold an exclusive flock on ``lock`` (nothing when None), the JSON object ``note`` with this process's pid
@@ -190,12 +202,9 @@ def holding(lock: Path | None, note: str):
     if lock is None:
         yield True
         return
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fd, taken = try_lock(lock)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not taken:
             yield False
             return
         os.ftruncate(fd, 0)
