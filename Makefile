@@ -47,6 +47,12 @@ test-soak: install-dev
 test-airflow: install-dev
 	$(BIN)/python -m pytest -q -s --airflow-services -m airflow_services --basetemp .local/pytest-airflow
 
+# The same DAG on Airflow's CeleryExecutor (not part of `make test`): `handoff airflow up --executor celery` (Redis,
+# two Celery workers; apt-get install redis-server first), a day triggered through the REST API, its marts compared
+# by content hash with a LocalExecutor run of the same day on the same sample. Its own --basetemp, as test-airflow.
+test-celery: install-dev
+	$(BIN)/python -m pytest -q -s --airflow-celery -m airflow_celery --basetemp .local/pytest-celery
+
 test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow"
 
