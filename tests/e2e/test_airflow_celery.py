@@ -7,7 +7,7 @@ scheduler runs, an in-process ``handoff run`` of its home is refused. ``handoff 
 behind, Redis and the workers included.
 
 10 min 02 s on 2 cores (``up`` 37 s, the day on the workers about 7 min, the LocalExecutor run of it the rest); about
-30 min while other work kept the load average near 10: ``make test-celery`` runs it, ``make test`` does not.
+30 min or more while other work kept the load average near 10: ``make test-celery`` runs it, ``make test`` does not.
 """
 
 from __future__ import annotations
