@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 
 .PHONY: install install-dev demo test test-soak test-airflow test-fast lint lock warehouse-up warehouse-down \
-	airflow-up airflow-down clean bench
+	airflow-up airflow-up-celery airflow-down test-celery clean bench
 
 # install: what a deployment and `make demo` need (requirements.txt). install-dev adds the test, benchmark and
 # lint tools (requirements-dev.txt); make test, make bench and make lint install it.
@@ -46,6 +46,12 @@ test-soak: install-dev
 # pytest prunes /tmp/pytest-of-$USER down to the latest three runs, so a parallel pytest would delete its home.
 test-airflow: install-dev
 	$(BIN)/python -m pytest -q -s --airflow-services -m airflow_services --basetemp .local/pytest-airflow
+
+# The same DAG on Airflow's CeleryExecutor (not part of `make test`): `handoff airflow up --executor celery` (Redis,
+# two Celery workers; apt-get install redis-server first), a day triggered through the REST API, its marts compared
+# by content hash with a LocalExecutor run of the same day on the same sample. Its own --basetemp, as test-airflow.
+test-celery: install-dev
+	$(BIN)/python -m pytest -q -s --airflow-celery -m airflow_celery --basetemp .local/pytest-celery
 
 test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -88,6 +94,10 @@ warehouse-down:
 # password are printed by the first `make airflow-up`; `handoff airflow status` says what runs.
 airflow-up: install
 	$(BIN)/handoff airflow up $(AIRFLOW_ARGS)
+
+# The same on Airflow's CeleryExecutor: Redis (apt-get install redis-server) as the broker, two Celery workers.
+airflow-up-celery: install
+	$(BIN)/handoff airflow up --executor celery $(AIRFLOW_ARGS)
 
 airflow-down:
 	$(BIN)/handoff airflow down

@@ -22,13 +22,17 @@ TEST_DB = os.environ.get("HANDOFF_TEST_DB", f"handoff_test_{os.getpid()}")
 
 # long checks with their own make target, skipped unless their option is given: marker -> (option, what runs them)
 OPT_IN = {"soak": ("--soak", "a soak trial: make test-soak runs it"),
-          "airflow_services": ("--airflow-services", "real Airflow services, 20-40 min: make test-airflow runs it")}
+          "airflow_services": ("--airflow-services", "real Airflow services, 20-40 min: make test-airflow runs it"),
+          "airflow_celery": ("--airflow-celery", "Airflow's CeleryExecutor against the LocalExecutor, many minutes: "
+                                                 "make test-celery runs it")}
 
 
 def pytest_addoption(parser):
     parser.addoption("--soak", action="store_true", help="run the soak trials too (make test-soak)")
     parser.addoption("--airflow-services", action="store_true",
                      help="run the tests of `handoff airflow up` too (make test-airflow)")
+    parser.addoption("--airflow-celery", action="store_true",
+                     help="run the test of `handoff airflow up --executor celery` too (make test-celery)")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -15,7 +15,7 @@ import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from handoff import airflow_env, settings
+from handoff import airflow_env, settings, supervisor
 from handoff.run_progress import RunProgress
 
 DAG_ID = "handoff_daily"
@@ -29,28 +29,41 @@ class RunLocked(RunFailed):
     """Another ``handoff run`` (or ``handoff demo``) of the same HANDOFF_HOME holds the run lock."""
 
 
+# what the scheduler's supervisor writes into the run lock while it holds it (``airflow_services.up``)
+SCHEDULER_HOLDS = "Airflow's scheduler (handoff airflow up)"
+
+
+def run_lock_path() -> Path:
+    return settings.paths().airflow_home / "handoff_run.lock"
+
+
 @contextlib.contextmanager
 def run_lock(day: date | None, *, command: str = "handoff run", wait: bool = False, log=print):
     """One run at a time per HANDOFF_HOME: its runs share Airflow's SQLite metadata database (two runs of one day at
     once collide on the dag_run row) and the warehouse (two dbt builds would replace the same tables). An exclusive
     flock on ``<airflow home>/handoff_run.lock``, released when the block ends or the process dies; the holder's
     command, day and pid are written into the file for the message of the one refused (or, with ``wait``,
-    waiting)."""
-    path = settings.paths().airflow_home / "handoff_run.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    waiting). ``handoff airflow up``'s scheduler holds it too, for as long as it runs (its supervisor does)."""
+    path = run_lock_path()
+    fd, taken = supervisor.try_lock(path)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not taken:
             holder = lock_holder(path)
+            if not wait and holder.startswith(SCHEDULER_HOLDS):
+                raise RunLocked(
+                    f"{holder} runs {DAG_ID} against this HANDOFF_HOME ({settings.paths().home}) and its "
+                    f"warehouse, so a {command} beside it could load, build and push the same day at the same "
+                    f"time: trigger the day in Airflow instead (its UI, or POST /api/v2/dags/{DAG_ID}/dagRuns), "
+                    f"or stop the services first (handoff airflow down), or pass --wait to start once they have "
+                    f"stopped") from None
             if not wait:
                 again = f" and run {day.isoformat()} again" if day and command == "handoff run" else " and try again"
                 raise RunLocked(
                     f"another {holder} is running; runs of one HANDOFF_HOME ({settings.paths().home}) share "
                     f"Airflow's metadata database and the warehouse, so they go one at a time: wait for it to "
                     f"finish{again}, or pass --wait to start when it has") from None
-            log(f"waiting for another {holder} to finish")
+            log(f"waiting for {holder} to stop (handoff airflow down)" if holder.startswith(SCHEDULER_HOLDS)
+                else f"waiting for another {holder} to finish")
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         held = {"pid": os.getpid(), "date": day.isoformat() if day else None}

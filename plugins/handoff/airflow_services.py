@@ -9,8 +9,18 @@ migrate``. The services get the same connections the in-process run gets (``airf
 environment.
 
 Generated secrets (the metadata role's password, the UI admin's password, the JWT and session secrets, the Fernet
-key) are kept 0600 in ``$HANDOFF_HOME/airflow/credentials.json``; the admin password is printed once, by the ``up``
-that generates it, and is also in the SimpleAuthManager's passwords file (0600) Airflow reads it from.
+key, Redis's password) are kept 0600 in ``$HANDOFF_HOME/airflow/credentials.json``; the admin password is printed
+once, by the ``up`` that generates it, and is also in the SimpleAuthManager's passwords file (0600) Airflow reads it
+from.
+
+``up --executor celery`` runs the same DAG on Airflow's CeleryExecutor instead: Redis (the Debian package's
+``redis-server``, not its system service) as the broker, on 127.0.0.1 with a generated password, its config (0600)
+and data under ``$HANDOFF_HOME/airflow/redis/``; the metadata database as Celery's result backend; and two Celery
+workers (``airflow celery worker``), each a supervised service with its own log, together as many tasks at once as
+the LocalExecutor would run. The scheduler hands each task to Redis, a worker takes it and runs it.
+
+The scheduler's supervisor holds ``handoff run``'s run lock (``airflow_run.run_lock``) while it runs: an in-process
+run of the same HANDOFF_HOME is refused (or waits, with ``--wait``), and ``up`` refuses while such a run holds it.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -42,6 +53,9 @@ DEFAULT_PORT = 8080
 PORT_ENV = "HANDOFF_AIRFLOW_PORT"
 AIRFLOW_SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 SANDBOX = "crm-sandbox"
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+REDIS = "redis"
+WORKERS = ("worker-1", "worker-2")
 
 
 class ServicesError(RuntimeError):
@@ -67,8 +81,14 @@ def state_file() -> Path:
     return services_folder() / "state.json"
 
 
+def redis_folder() -> Path:
+    """Redis's config file (0600: it holds the password) and data."""
+    return settings.paths().airflow_home / "redis"
+
+
 def services() -> list[supervisor.Service]:
-    return [supervisor.Service(name, services_folder()) for name in (SANDBOX, *AIRFLOW_SERVICES)]
+    """Every service ``up`` may start (the Celery ones only with ``--executor celery``); ``down`` stops them all."""
+    return [supervisor.Service(name, services_folder()) for name in (SANDBOX, REDIS, *AIRFLOW_SERVICES, *WORKERS)]
 
 
 def parallelism() -> int:
@@ -76,10 +96,18 @@ def parallelism() -> int:
     return max(2, min(os.cpu_count() or 2, 16))
 
 
+def worker_concurrency() -> int:
+    """Tasks at once on each Celery worker: the machine's parallelism shared between the workers (1 each on 2
+    cores), so that the CeleryExecutor runs no more at once than the LocalExecutor would."""
+    return max(1, parallelism() // len(WORKERS))
+
+
 @dataclass(frozen=True)
 class State:
     port: int
     crm_port: int | None
+    executor: str = "local"
+    redis_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -89,7 +117,7 @@ class State:
 def read_state() -> State | None:
     try:
         data = json.loads(state_file().read_text())
-        return State(data["port"], data.get("crm_port"))
+        return State(data["port"], data.get("crm_port"), data.get("executor", "local"), data.get("redis_port"))
     except (FileNotFoundError, ValueError, KeyError):
         return None
 
@@ -104,7 +132,8 @@ def credentials() -> tuple[dict[str, str], bool]:
               "admin_password": lambda: secrets.token_urlsafe(18),
               "jwt_secret": lambda: secrets.token_urlsafe(64),
               "api_secret_key": lambda: secrets.token_urlsafe(32),
-              "fernet_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()}
+              "fernet_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
+              "redis_password": lambda: secrets.token_urlsafe(24)}
     if "admin_password" not in stored:
         stored["admin_password_shown"] = False
     new_admin = stored.get("admin_password_shown") is False
@@ -150,15 +179,56 @@ def migrate(env: dict[str, str], log: Callable[[str], None]) -> None:
         raise ServicesError(f"airflow db migrate failed (exit {res.returncode}):\n{airflow_run._tail(logfile)}")
 
 
+# -- Redis, the Celery executor's broker ----------------------------------------------------------------------------
+def redis_server() -> str:
+    found = shutil.which("redis-server")
+    if found is None:
+        raise ServicesError("redis-server not found: the Celery executor's broker is Redis from the Debian package; "
+                            "install it with `apt-get install redis-server` (handoff starts it itself, on "
+                            "127.0.0.1; its system service is not needed), or use the LocalExecutor (no --executor)")
+    return found
+
+
+def write_redis_config(port: int, password: str) -> Path:
+    """redis.conf (0600, the password is in it: not on redis-server's command line): loopback only, a password,
+    data under ``redis_folder()``, the log to stdout (the supervisor's log)."""
+    folder = redis_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "redis.conf"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join([
+            "# written by handoff airflow up --executor celery; regenerated by every up",
+            "bind 127.0.0.1", f"port {port}", "protected-mode yes", f"requirepass {password}",
+            "daemonize no", 'logfile ""', f"dir {folder}", "dbfilename dump.rdb", "appendonly no", ""]))
+    return path
+
+
+def redis_answers(port: int, password: str) -> bool:
+    """Redis on 127.0.0.1:``port`` accepts the password and answers PING."""
+    import redis  # noqa: PLC0415 - only the Celery executor needs it
+
+    try:
+        return bool(redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def broker_url(port: int, password: str) -> str:
+    return f"redis://:{quote(password, safe='')}@127.0.0.1:{port}/0"
+
+
 # -- the environment -----------------------------------------------------------------------------------------------
 def service_env(state: State, creds: dict[str, str], tgt, crm_token: str | None) -> dict[str, str]:
     """What every service runs with: this process's environment plus the local Airflow's (``airflow_env``, the same
-    builder the in-process run uses), pointed at the metadata database, the LocalExecutor and our api-server.
-    Variables the user set win (``airflow_env.environment``)."""
+    builder the in-process run uses), pointed at the metadata database, the executor and our api-server. With the
+    CeleryExecutor: the broker (Redis) and the result backend (the metadata database) too, in the environment, never
+    on a command line. Variables the user set win (``airflow_env.environment``)."""
     n = str(parallelism())
     overrides = {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url(tgt, creds["metadata_password"]),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": EXECUTORS[state.executor],
         "AIRFLOW__CORE__PARALLELISM": n,
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": n,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{state.url}/execution/",
@@ -175,6 +245,12 @@ def service_env(state: State, creds: dict[str, str], tgt, crm_token: str | None)
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         **airflow_run.loopback_without_proxy(os.environ),
     }
+    if state.executor == "celery":
+        overrides.update({
+            "AIRFLOW__CELERY__BROKER_URL": broker_url(state.redis_port, creds["redis_password"]),
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata_url(tgt, creds["metadata_password"]),
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency()),
+        })
     if crm_token is not None:
         overrides[local_services.CRM_ENV] = airflow_env.crm_connection(f"http://127.0.0.1:{state.crm_port}",
                                                                       crm_token)
@@ -194,6 +270,14 @@ def commands(state: State) -> dict[str, list[str]]:
     if state.crm_port is not None:
         out[SANDBOX] = [sys.executable, "-m", "handoff.cli", "crm-sandbox", "--state", str(settings.paths().crm_state),
                         "--port", str(state.crm_port)]
+    if state.executor == "celery":
+        out = {REDIS: [redis_server(), str(redis_folder() / "redis.conf")], **out}
+        for name in WORKERS:
+            # its own Celery node name and pid file (two workers of one AIRFLOW_HOME would share airflow-worker.pid);
+            # task logs are read from the shared log folder, as the scheduler's are
+            out[name] = [*airflow, "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency",
+                         str(worker_concurrency()), "--pid", str(services_folder() / f"{name}.celery.pid"),
+                         "--skip-serve-logs"]
     return out
 
 
@@ -267,11 +351,16 @@ def choose_port(requested: int | None) -> int:
     return DEFAULT_PORT if not _port_in_use(DEFAULT_PORT) else airflow_run.free_loopback_port()
 
 
-def up(*, unpaused: bool = False, port: int | None = None, log: Callable[[str], None] = print,
-       timeout: float = 300.0) -> dict:
-    """Start whatever of the services is not running; returns {"url", "admin_password" (only when new), ...}."""
+def up(*, unpaused: bool = False, port: int | None = None, executor: str | None = None,
+       log: Callable[[str], None] = print, timeout: float = 300.0) -> dict:
+    """Start whatever of the services is not running; returns {"url", "admin_password" (only when new), ...}.
+    ``executor``: "local" or "celery" (default: what runs already, else "local")."""
     from handoff import warehouse  # noqa: PLC0415
 
+    if executor not in (None, *EXECUTORS):
+        raise ServicesError(f"unknown executor {executor!r}: one of {', '.join(EXECUTORS)}")
+    if executor == "celery":
+        redis_server()  # before anything starts: say what to install
     tgt = warehouse.target()
     if tgt.local:
         warehouse.LocalCluster().up(log=log)
@@ -281,10 +370,17 @@ def up(*, unpaused: bool = False, port: int | None = None, log: Callable[[str], 
     creds, new_admin = credentials()
     running = [s for s in services() if s.alive()]
     state = read_state() if running else None
+    if state is not None and executor not in (None, state.executor):
+        raise ServicesError(f"Airflow's services run with the {EXECUTORS[state.executor]} ("
+                            f"{', '.join(s.name for s in running)}): stop them first (handoff airflow down), then "
+                            f"handoff airflow up --executor {executor}")
     if state is None:
         want_sandbox = local_services.needs_sandbox()
-        state = State(choose_port(port), airflow_run.free_loopback_port() if want_sandbox else None)
-        write_private_json(state_file(), {"port": state.port, "crm_port": state.crm_port})
+        executor = executor or "local"
+        state = State(choose_port(port), airflow_run.free_loopback_port() if want_sandbox else None, executor,
+                      airflow_run.free_loopback_port() if executor == "celery" else None)
+        write_private_json(state_file(), {"port": state.port, "crm_port": state.crm_port,
+                                          "executor": state.executor, "redis_port": state.redis_port})
     crm_token = None
     if state.crm_port is not None:
         local_services.ensure_sandbox_state(log)
@@ -293,6 +389,8 @@ def up(*, unpaused: bool = False, port: int | None = None, log: Callable[[str], 
     env = service_env(state, creds, tgt, crm_token)
     airflow_run.ensure_dbt_manifest(log)
     migrate(env, log)
+    if state.executor == "celery":
+        write_redis_config(state.redis_port, creds["redis_password"])
     started = []
     for name, command in commands(state).items():
         service = supervisor.Service(name, folder)
@@ -300,9 +398,19 @@ def up(*, unpaused: bool = False, port: int | None = None, log: Callable[[str], 
             continue
         if service.supervisor_pid() is not None:  # a supervisor whose command is down: replace the pair
             supervisor.stop([service], timeout=20)
-        supervisor.start(service, command, env)
+        lock = {}
+        if name == "scheduler":  # no in-process run of this HANDOFF_HOME beside the scheduler (module docstring)
+            refuse_while_a_run_holds_the_lock()
+            lock = {"lock": airflow_run.run_lock_path(), "note": {"command": airflow_run.SCHEDULER_HOLDS}}
+        offset = service.logfile.stat().st_size if service.logfile.exists() else 0
+        supervisor.start(service, command, env, **lock)
         started.append(service)
         log(f"started {name} (log: {service.logfile})")
+        if name == REDIS:
+            _wait(f"Redis on 127.0.0.1:{state.redis_port}",
+                  lambda: redis_answers(state.redis_port, creds["redis_password"]), 60, [service])
+        elif name in WORKERS:
+            _wait(f"Celery {name} to be ready", lambda s=service, o=offset: _says_ready(s, o), timeout, [service])
     api = Api(state.url)
     _wait("the api-server to answer", api.healthy, timeout, started)
     api = Api.login(state.url, ADMIN_USER, creds["admin_password"])
@@ -314,8 +422,30 @@ def up(*, unpaused: bool = False, port: int | None = None, log: Callable[[str], 
     if new_admin:
         write_private_json(credentials_file(), {**creds, "admin_password_shown": True})
     return {"url": state.url, "admin_password": creds["admin_password"] if new_admin else None,
-            "paused": not unpaused, "timetable": dag.get("timetable_description") or dag.get("timetable_summary"),
+            "paused": not unpaused, "executor": EXECUTORS[state.executor],
+            "timetable": dag.get("timetable_description") or dag.get("timetable_summary"),
             "started": [s.name for s in started]}
+
+
+def refuse_while_a_run_holds_the_lock() -> None:
+    """The scheduler is not started while an in-process run (``handoff run``, ``handoff demo``) of this
+    HANDOFF_HOME holds the run lock: it would run the same DAG against the same warehouse beside it."""
+    path = airflow_run.run_lock_path()
+    with supervisor.holding(path, "{}") as free:
+        if not free:
+            raise ServicesError(f"{airflow_run.lock_holder(path)} is running against this HANDOFF_HOME "
+                                f"({settings.paths().home}); the scheduler would run {DAG_ID} beside it: wait for it "
+                                f"to finish, then run handoff airflow up again")
+
+
+def _says_ready(service: supervisor.Service, offset: int) -> bool:
+    """Celery logs '<node name> ready.' once the worker consumes its queue."""
+    try:
+        with open(service.logfile, "rb") as fh:
+            fh.seek(offset)
+            return b" ready." in fh.read()
+    except OSError:
+        return False
 
 
 def _dag(api: Api) -> dict | None:
@@ -344,6 +474,8 @@ def status() -> tuple[bool, list[str]]:
     for service in services():
         if service.name == SANDBOX and (state is None or state.crm_port is None):
             continue
+        if service.name in (REDIS, *WORKERS) and (state is None or state.executor != "celery"):
+            continue
         alive = service.alive()
         all_alive &= alive
         lines.append(f"{service.name:<14} {service.describe()}")
@@ -351,6 +483,11 @@ def status() -> tuple[bool, list[str]]:
     if state is not None:
         api = Api(state.url)
         lines.append(f"UI and REST API: {state.url} (user {ADMIN_USER}, password in {credentials_file()})")
+        if state.executor == "celery":
+            lines.append(f"executor: CeleryExecutor, broker Redis on 127.0.0.1:{state.redis_port} (data "
+                         f"{redis_folder()}), {len(WORKERS)} workers × {worker_concurrency()} task(s) at once")
+        else:
+            lines.append(f"executor: LocalExecutor, {parallelism()} task(s) at once")
         if api.healthy():
             health = api.call("GET", "/api/v2/monitor/health")[1]
             lines.append("Airflow's own view: " + ", ".join(

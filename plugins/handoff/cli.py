@@ -67,7 +67,7 @@ def cmd_airflow(args: argparse.Namespace) -> int:
 
     if args.action == "up":
         try:
-            started = airflow_services.up(unpaused=args.unpaused, port=args.port, log=log)
+            started = airflow_services.up(unpaused=args.unpaused, port=args.port, executor=args.executor, log=log)
         except airflow_services.ServicesError as exc:
             raise CliError(f"{exc}\n(`handoff airflow down` stops what did start)") from None
         if started["admin_password"]:
@@ -75,7 +75,7 @@ def cmd_airflow(args: argparse.Namespace) -> int:
                   f"0600): {started['admin_password']}")
         state = "unpaused: the scheduler runs each finished day" if not started["paused"] else \
             "paused (handoff airflow up --unpaused, or the toggle in the UI, to schedule it)"
-        log(f"{airflow_services.DAG_ID} ({started['timetable']}) is {state}")
+        log(f"{airflow_services.DAG_ID} ({started['timetable']}) is {state}; tasks run on the {started['executor']}")
         print(f"Airflow UI: {started['url']} (user {airflow_services.ADMIN_USER})")
         return 0
     if args.action == "down":
@@ -340,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None,
                    help="up: the api-server's port on 127.0.0.1 (default: $HANDOFF_AIRFLOW_PORT, else 8080 when "
                         "free, else any free port; 0: any free port)")
+    p.add_argument("--executor", choices=["local", "celery"], default=None,
+                   help="up: run the tasks on the LocalExecutor (default) or on the CeleryExecutor: Redis (apt-get "
+                        "install redis-server) as the broker on 127.0.0.1 and two Celery workers, all supervised")
     p.set_defaults(func=cmd_airflow)
 
     p = sub.add_parser("sample", help="generate a deterministic sample company (CRM + analytics exports)")

@@ -12,10 +12,17 @@ services' sessions, so nothing a service started outlives ``handoff airflow down
 processes set their title with setproctitle, which overwrites what /proc/<pid>/environ shows.) The supervisor itself
 carries ``HANDOFF_SUPERVISED=<FOLDER>`` in its environment, so a pid file pointing at a reused pid is not believed.
 Secrets reach a service through its environment, never its command line.
+
+A service started with ``lock=`` (the scheduler, with ``handoff run``'s run lock) has its supervisor hold an exclusive
+flock on that file for as long as it runs, with a note saying who holds it written into the file: the supervisor
+does not start its command while someone else holds the lock, and whoever takes the lock meanwhile is told who has
+it (``airflow_run.run_lock``). The lock goes with the supervisor, however it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -91,14 +98,19 @@ class Service:
         return f"running (pid {child['pid']}, supervisor {sup}{again}, since {child.get('started_at', '?')})"
 
 
-def start(service: Service, command: Sequence[str], env: Mapping[str, str]) -> int:
-    """Start ``command`` under a supervisor in the background; returns the supervisor's pid."""
+def start(service: Service, command: Sequence[str], env: Mapping[str, str], *, lock: Path | None = None,
+          note: Mapping[str, object] | None = None) -> int:
+    """Start ``command`` under a supervisor in the background; returns the supervisor's pid. With ``lock``, the
+    supervisor holds an exclusive flock on that file while it runs, ``note`` (who holds it) and its own pid written
+    into it as JSON."""
     service.folder.mkdir(parents=True, exist_ok=True)
     service.childfile.unlink(missing_ok=True)
     env = {**env, MARKER: str(service.folder)}
+    locking = ["--lock", str(lock), json.dumps(dict(note or {}))] if lock is not None else []
     with open(service.logfile, "ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "handoff.supervisor", service.name, str(service.folder), "--", *command],
+            [sys.executable, "-m", "handoff.supervisor", service.name, str(service.folder), *locking, "--",
+             *command],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     service.pidfile.write_text(str(proc.pid))
     return proc.pid
@@ -171,7 +183,54 @@ def _signal(pid: int, sig: int) -> None:
 
 
 # -- the supervisor process itself ---------------------------------------------------------------------------------
-def supervise(name: str, folder: Path, command: Sequence[str]) -> int:
+def try_lock(path: Path) -> tuple[int, bool]:
+    """Open ``path`` (created when missing) and try an exclusive flock on it without waiting: (its descriptor,
+    whether the lock was taken). Closing the descriptor (not inherited by children) releases the lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return fd, False
+    return fd, True
+
+
+@contextlib.contextmanager
+def holding(lock: Path | None, note: str):
+    """Hold an exclusive flock on ``lock`` (nothing when None), the JSON object ``note`` with this process's pid
+    written into the file; yields False, and holds nothing, when another process has it."""
+    if lock is None:
+        yield True
+        return
+    fd, taken = try_lock(lock)
+    try:
+        if not taken:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({**json.loads(note or "{}"), "pid": os.getpid()}).encode(), 0)
+        yield True
+    finally:
+        os.close(fd)  # the only descriptor (not inherited by the command): closing it releases the lock
+
+
+def supervise(name: str, folder: Path, command: Sequence[str], lock: Path | None = None, note: str = "") -> int:
+    with holding(lock, note) as held:
+        if not held:
+            _say(f"{name} not started: {lock} is held by another process ({_read(lock)})")
+            _write_child(Service(name, folder), {"exit_code": 3})
+            return 3
+        return _supervise(name, folder, command)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()[:300]
+    except OSError as exc:
+        return str(exc)
+
+
+def _supervise(name: str, folder: Path, command: Sequence[str]) -> int:
     service = Service(name, folder)
     stopping = threading.Event()
     child: subprocess.Popen | None = None
@@ -216,10 +275,14 @@ def _say(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    lock, note = None, ""
+    if len(args) > 5 and args[2] == "--lock":
+        lock, note = Path(args[3]), args[4]
+        del args[2:5]
     if len(args) < 4 or args[2] != "--":
-        print("usage: python -m handoff.supervisor NAME FOLDER -- COMMAND [ARG…]", file=sys.stderr)
+        print("usage: python -m handoff.supervisor NAME FOLDER [--lock FILE JSON] -- COMMAND [ARG…]", file=sys.stderr)
         return 2
-    return supervise(args[0], Path(args[1]), args[3:])
+    return supervise(args[0], Path(args[1]), args[3:], lock, note)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,19 @@ def test_docker_compose_structure():
     for conn in ("LOADER", "TRANSFORMER", "PUSHER"):
         assert f"AIRFLOW_CONN_HANDOFF_WAREHOUSE_{conn}" in env
     assert "AIRFLOW_CONN_HANDOFF_CRM" in env
+    # the profile "celery": the layout `handoff airflow up --executor celery` runs (Redis, two workers), chosen by
+    # AIRFLOW_EXECUTOR; the broker's password from the environment, not on a command line
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:${REDIS_PASSWORD:-change-me}@redis:6379/0"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://airflow:")
+    assert {n for n, svc in services.items() if svc.get("profiles")} == {"redis", "airflow-worker", "flower"}
+    assert services["redis"]["profiles"] == services["airflow-worker"]["profiles"] == ["celery"]
+    assert services["airflow-worker"]["command"] == "celery worker"
+    assert services["airflow-worker"]["deploy"]["replicas"] == 2
+    # Redis's password reaches it as config on stdin, from the shell's variable: compose's ${REDIS_PASSWORD} in the
+    # command would put the value itself on redis-server's command line
+    redis = " ".join(services["redis"]["command"])
+    assert '"$$REDIS_PASSWORD" | exec redis-server -' in redis and "${REDIS_PASSWORD" not in redis
     for name in ("warehouse", "airflow-db"):
         assert services[name]["volumes"], f"{name} keeps no data volume"
     assert set(compose["volumes"]) >= {"warehouse", "airflow-db"}
