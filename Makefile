@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 
-.PHONY: install install-dev demo test test-soak test-airflow test-fast lint lock warehouse-up warehouse-down \
+.PHONY: install install-dev demo test browser test-soak test-airflow test-fast lint lock warehouse-up warehouse-down \
 	airflow-up airflow-up-celery airflow-down test-celery clean bench
 
 # install: what a deployment and `make demo` need (requirements.txt). install-dev adds the test, benchmark and
@@ -31,9 +31,16 @@ $(INSTALLED_DEV): $(INSTALLED) requirements-dev.txt
 demo: install
 	$(BIN)/handoff demo
 
-test: lint
+test: lint browser
 	$(BIN)/handoff warehouse up
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# The dashboard's browser test drives Debian's chromium (Playwright with executable_path: no browser download).
+# Installed here when missing and apt-get is at hand; without it the test skips and says why.
+browser:
+	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
+	  { echo "make: installing Debian's chromium and chromium-driver for the dashboard's browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 # Soak trials (not part of `make test`): a 30-day backfill against 30 daily runs, dbt SIGKILLed mid-model at
 # several random models, the push killed at random points. About 15 minutes here.

@@ -1,8 +1,9 @@
 """handoff_daily — the marketing→sales hand-off, one data interval (one UTC day) per run.
 
 extract/load (CRM + analytics files) → dbt source freshness → dbt: seeds and staging views in one task, then one
-task per intermediate model and mart (tests included) → push new SQLs to the CRM. A failed dbt test fails its
-task, and the push (all_success) never runs.
+task per intermediate model and mart (tests included) → push new SQLs to the CRM, and beside it write the day's
+conversion report (``$HANDOFF_HOME/reports/handoff-<day>.html``). A failed dbt test fails its task, and neither the
+push nor the report (all_success) runs.
 
 This file is configuration only: schedule, order, retries, timeouts. Every task body calls into
 ``plugins/handoff`` (``handoff.pipeline``); nothing here touches a database or the network at import time.
@@ -67,11 +68,17 @@ def handoff_daily():
 
         return pipeline.push_sqls(data_interval_end, run_id=run_id, dry_run=bool((params or {}).get("push_dry_run")))
 
+    @task(multiple_outputs=True, execution_timeout=timedelta(minutes=10))
+    def write_report(data_interval_start=None) -> dict:
+        from handoff import pipeline
+
+        return pipeline.write_report(data_interval_start)
+
     loaded = [extract_load_crm(), extract_load_analytics()]
     freshness = dbt_source_freshness()
     staging = dbt_staging_task()
     transform = dbt_build_group()
-    loaded >> freshness >> staging >> transform >> push_sqls()
+    loaded >> freshness >> staging >> transform >> [push_sqls(), write_report()]
 
 
 handoff_daily()

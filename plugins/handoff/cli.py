@@ -299,6 +299,36 @@ def cmd_import_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bi_reader_conninfo(dbname: str | None) -> str:
+    from handoff import warehouse  # noqa: PLC0415
+
+    _require_warehouse()
+    return warehouse.target().conninfo("bi_reader", dbname=dbname)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from handoff.dashboard import serve  # noqa: PLC0415
+
+    conninfo = _bi_reader_conninfo(args.dbname)
+    log(f"dashboard: open {serve.url(args.port)} (reads the marts as handoff_bi_reader; Ctrl-C stops it)")
+    serve.serve(conninfo, args.port)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import psycopg  # noqa: PLC0415
+
+    from handoff.dashboard import report  # noqa: PLC0415
+
+    with psycopg.connect(_bi_reader_conninfo(args.dbname)) as conn:
+        try:
+            out = report.write(conn, Path(args.out), args.date)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    log(f"report written: {out} ({out.stat().st_size:,} bytes, opens without a network)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from handoff import demo  # noqa: PLC0415
 
@@ -417,6 +447,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dbt", help="run dbt against the warehouse as the transformer role")
     p.add_argument("dbt_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_dbt)
+
+    p = sub.add_parser("dashboard", help="serve the conversion dashboard on 127.0.0.1 (reads the marts as "
+                       "handoff_bi_reader)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("HANDOFF_DASHBOARD_PORT", "8501")),
+                   help="port on 127.0.0.1 (default: $HANDOFF_DASHBOARD_PORT, else 8501)")
+    p.add_argument("--dbname", default=None, help="the warehouse database (default: the warehouse's own)")
+    p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("report", help="write the dashboard's headline views as one self-contained HTML file")
+    p.add_argument("--out", required=True, metavar="FILE.html", help="where to write the report")
+    p.add_argument("--date", type=parse_day, default=None, help="the run's day it is for, YYYY-MM-DD (a label)")
+    p.add_argument("--dbname", default=None, help="the warehouse database (default: the warehouse's own)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="the whole thing from nothing: warehouse, sample, one daily run, summary")
     p.add_argument("--contacts", type=int, default=5000)

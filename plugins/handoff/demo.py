@@ -148,6 +148,9 @@ def summary(tgt, day: date, seconds: float) -> str:
                f"{pushed.get('succeeded', 0):,} follow-up tasks created, {pushed.get('skipped', 0):,} skipped "
                f"(CRM already further along), {pushed.get('parked', 0):,} parked (ops.crm_push_log)")
     out += ["", "Where to look next:",
+            "  handoff dashboard                                  # the conversion dashboard: open "
+            "http://127.0.0.1:8501",
+            "  handoff report --out report.html                   # the same views in one HTML file",
             "  psql \"$(handoff warehouse url --role bi_reader)\"   # the marts, as a BI tool sees them",
             "  handoff dbt docs generate && handoff dbt docs serve  # lineage and definitions",
             "  config/funnel.yml                                  # the SLA as code: change it, rerun",

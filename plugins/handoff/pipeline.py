@@ -92,3 +92,17 @@ def push_sqls(interval_end: datetime, *, run_id: str | None, dry_run: bool) -> d
     with crm_client() as client:
         return push_queue(conninfo(settings.CONN_PUSHER), client, run_id=run_id or "manual",
                           as_of=utc(interval_end), dry_run=dry_run)
+
+
+def write_report(interval_start: datetime) -> dict:
+    """The day's conversion report (``handoff report``) under ``$HANDOFF_HOME/reports/``: it runs the dashboard's
+    queries, which read the marts only, through the transformer's connection (the run has no BI connection)."""
+    import psycopg  # noqa: PLC0415
+
+    from handoff.dashboard import report  # noqa: PLC0415
+
+    day = utc(interval_start).date()
+    out = settings.paths().home / "reports" / f"handoff-{day.isoformat()}.html"
+    with psycopg.connect(conninfo(settings.CONN_TRANSFORMER)) as conn:
+        report.write(conn, out, day)
+    return {"report": str(out), "bytes": out.stat().st_size}

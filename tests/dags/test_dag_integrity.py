@@ -18,7 +18,7 @@ NOT_UTC = "America/New_York"
 # it calls into), database drivers, HTTP and CRM clients, dbt itself. They load when a task runs.
 HEAVY_AT_PARSE = ("handoff.pipeline", "handoff.load", "handoff.extract", "handoff.push", "handoff.crm",
                   "handoff.warehouse", "handoff.sample", "handoff.sources", "dbt", "psycopg", "psycopg2",
-                  "httpx", "dlt", "hubspot")
+                  "httpx", "dlt", "hubspot", "handoff.dashboard", "plotly", "streamlit")
 
 PARSE_SCRIPT = r"""
 import json, os, sys, time
@@ -119,6 +119,9 @@ def test_daily_dag_order_is_extract_load_then_dbt_then_push(parsed):
     leaves = {t for t in dbt_tasks if t not in has_downstream}
     assert leaves == push_upstream
     assert tasks["push_sqls"]["trigger_rule"] == "all_success"
+    # the day's report is written beside the push, from the same finished marts
+    assert set(tasks["write_report"]["upstream"]) == push_upstream
+    assert tasks["write_report"]["trigger_rule"] == "all_success"
     # seeds and staging views build first, in one task, right after the freshness check; every model task of the
     # group hangs below it
     assert tasks["dbt_staging"]["upstream"] == ["dbt_source_freshness"]

@@ -37,6 +37,9 @@ def test_a_day_runs_end_to_end_and_rerunning_it_changes_nothing(home):
         queue_after_push = conn.execute("select count(*) from marts.sql_handoff_queue").fetchone()[0]
     pushed, created_twice = pushes(conninfo)
     assert pushed > 0 and created_twice == 0
+    # the day's report, written beside the push from the same marts
+    report = home / "reports" / f"handoff-{END.isoformat()}.html"
+    assert report.exists() and f"MQL→SQL conversion for {END.isoformat()}" in report.read_text(encoding="utf-8")
     hashes = mart_hashes(conninfo)
     raw_before = _raw_counts(conninfo)
     assert _overlapping(_task_spans(home)) == []  # in-process: one task at a time
@@ -144,6 +147,7 @@ def test_a_failing_dbt_test_stops_everything_downstream_the_push_included(home):
     models = [t for t in states if t.startswith("dbt_build.")]
     assert len(models) > 20 and {states[t] for t in models} == {"upstream_failed"}
     assert states["push_sqls"] == "upstream_failed"
+    assert states["write_report"] == "upstream_failed"
     with psycopg.connect(conninfo) as conn:
         assert conn.execute("select count(*) from ops.crm_push_log").fetchone()[0] == pushes
     assert mart_hashes(conninfo) == hashes

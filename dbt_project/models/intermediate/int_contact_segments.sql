@@ -1,5 +1,6 @@
 -- Every contact under each segment type the definition reports (conversion.segments): all / original_source /
--- persona / industry / company_size_band, with its MQL and SQL times. A missing value (null in dim_contacts) is
+-- first_touch_channel (the first web session's source / medium) / persona / industry / company_size_band, with its
+-- MQL and SQL times. A missing value (null in dim_contacts) is
 -- '(none)', kept apart from a value the CRM itself sends (a source or persona literally called 'unknown').
 with
 
@@ -9,6 +10,10 @@ contacts as (
 
 stages as (
     select * from {{ ref('int_contact_stages_assigned') }}
+),
+
+touchpoints as (
+    select * from {{ ref('int_contact_touchpoints') }}
 ),
 
 lists as (
@@ -21,10 +26,12 @@ unpivoted as (
         segments.segment_type,
         coalesce(segments.segment_value, '(none)') as segment_value
     from contacts
+    left join touchpoints on contacts.contact_id = touchpoints.contact_id
     cross join lateral (
         values
             ('all', 'all'),
             ('original_source', contacts.original_source),
+            ('first_touch_channel', touchpoints.first_touch_channel),
             ('persona', contacts.persona),
             ('industry', contacts.industry),
             ('company_size_band', contacts.company_size_band)

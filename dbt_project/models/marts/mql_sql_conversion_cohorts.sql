@@ -40,13 +40,17 @@ cohorts as (
 ),
 
 grid as (
+    -- periods 0..max since the cohort, up to the one the interval ends in: a period that has not begun by the
+    -- interval end has no figures yet and gets no row (the period running at the interval end does, in progress)
     select
         cohorts.*,
         periods.months_since_mql::integer as months_since_mql,
         {{ period_end_at('cohorts.cohort_period', 'periods.months_since_mql + 1') }} as period_end_at
     from cohorts
     cross join settings
+    cross join run_interval
     cross join lateral generate_series(0, settings.max_periods_since_mql) as periods (months_since_mql)
+    where {{ period_end_at('cohorts.cohort_period', 'periods.months_since_mql') }} < run_interval.interval_end_at
 ),
 
 sqls as (

@@ -26,20 +26,27 @@ sqls as (
 ),
 
 first_follow_ups as (
-    select distinct on (sqls.contact_id)
+    {{ first_owner_activity('sqls', 'sql_at') }}
+),
+
+outcomes as (
+    -- met: at or before the due time; late: after it; never: the due time passed with none; pending: still due
+    select
         sqls.contact_id,
-        activities.activity_at as first_follow_up_at,
-        activities.activity_type as first_follow_up_type,
-        activities.owner_id as follow_up_owner_id
+        first_follow_ups.activity_at as first_follow_up_at,
+        first_follow_ups.activity_type as first_follow_up_type,
+        case
+            when first_follow_ups.activity_at
+                <= sqls.sql_at + make_interval(secs => settings.sql_follow_up_hours * 3600) then 'met'
+            when first_follow_ups.activity_at is not null then 'late'
+            when sqls.sql_at + make_interval(secs => settings.sql_follow_up_hours * 3600)
+                < run_interval.interval_end_at then 'never'
+            else 'pending'
+        end as follow_up_outcome
     from sqls
+    cross join settings
     cross join run_interval
-    inner join activities
-        on sqls.contact_id = activities.contact_id
-        and activities.activity_at >= sqls.sql_at
-        and activities.activity_at < run_interval.interval_end_at
-        -- the contact's owner (any rep when the contact has no owner)
-        and (sqls.owner_id is null or activities.owner_id = sqls.owner_id)
-    order by sqls.contact_id, activities.activity_at
+    left join first_follow_ups on sqls.contact_id = first_follow_ups.contact_id
 ),
 
 final as (
@@ -50,23 +57,18 @@ final as (
         sqls.sql_evidence_source,
         settings.sql_follow_up_hours as sla_hours,
         sqls.sql_at + make_interval(secs => settings.sql_follow_up_hours * 3600) as follow_up_due_at,
-        first_follow_ups.first_follow_up_at,
-        first_follow_ups.first_follow_up_type,
-        round((extract(epoch from first_follow_ups.first_follow_up_at - sqls.sql_at) / 3600.0)::numeric, 2)
+        outcomes.first_follow_up_at,
+        outcomes.first_follow_up_type,
+        round((extract(epoch from outcomes.first_follow_up_at - sqls.sql_at) / 3600.0)::numeric, 2)
             as hours_to_follow_up,
-        case
-            when first_follow_ups.first_follow_up_at
-                <= sqls.sql_at + make_interval(secs => settings.sql_follow_up_hours * 3600) then 'met'
-            when first_follow_ups.first_follow_up_at is not null then 'missed'
-            when sqls.sql_at + make_interval(secs => settings.sql_follow_up_hours * 3600)
-                < run_interval.interval_end_at then 'missed'
-            else 'pending'
-        end as sla_status,
+        -- the SLA's verdict: late and never are both missed
+        case when outcomes.follow_up_outcome in ('late', 'never') then 'missed' else outcomes.follow_up_outcome end
+            as sla_status,
+        outcomes.follow_up_outcome,
         settings.definition_version
     from sqls
     cross join settings
-    cross join run_interval
-    left join first_follow_ups on sqls.contact_id = first_follow_ups.contact_id
+    inner join outcomes on sqls.contact_id = outcomes.contact_id
 )
 
 select

@@ -19,7 +19,7 @@ DERIVED_FEATURES: dict[str, str] = {"days_since_last_activity": "number"}
 EVENT_TARGETS = frozenset(BEHAVIOUR_FEATURES) | {"downloads"}
 
 KINDS = ("count", "threshold", "fit", "negative")
-SEGMENTS = ("all", "original_source", "persona", "industry", "company_size_band")
+SEGMENTS = ("all", "original_source", "first_touch_channel", "persona", "industry", "company_size_band")
 COHORT_GRAINS = ("month", "week")
 # evidence: which evidence sets each stage's first time (docs/funnel.md "Evidence"). handoff has rules only for
 # mql and sql; lead, opportunity and customer come from the CRM (records, lifecycle history, deals) alone.
