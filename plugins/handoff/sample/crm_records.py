@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from handoff.sample import vocab
+from handoff.sample.activity import Session
 from handoff.sample.contact_behaviour import HOUR, ContactBehaviour
 from handoff.sample.simulation_tables import SimulationTables
 from handoff.sample.world import DAY_MS, Owner
@@ -19,6 +20,8 @@ CALL_ID_BASE = 50_000_000
 MEETING_ID_BASE = 40_000_000
 DEAL_ID_BASE = 30_000_000
 SALES_CYCLE_DAYS = {"SMB": (10, 45), "Mid-Market": (25, 90), "Enterprise": (50, 160)}
+# an SQL's chance of a deal (when it has a company and sales did not reject it): the planted rule effect
+DEAL_PROBABILITY = {"decision_download": 0.85, "otherwise": 0.35}
 CONNECTED_DISPOSITION_PREFIX = "f240"  # the HubSpot GUID of "Connected" (vocab.CALL_DISPOSITIONS)
 
 # (at ms, value, sourceType, sourceId, updatedByUserId)
@@ -177,6 +180,15 @@ def crm_records(tables: SimulationTables, behaviour: ContactBehaviour, events: l
     return _contact_output(crm, updated_ms, events)
 
 
+def deal_probability(behaviour: ContactBehaviour, sql_ms: int) -> float:
+    """The planted rule effect (ground_truth.json "rule_effects"): an SQL that downloaded decision-stage content
+    before it becomes a deal more often; the rule download_decision should show the highest lift."""
+    tables = behaviour.tables
+    read_decision = any(isinstance(unit, Session) and unit.day * DAY_MS + unit.sec * 1000 < sql_ms
+                        and unit.features(tables).get("downloads_decision") for unit in behaviour.units)
+    return DEAL_PROBABILITY["decision_download" if read_decision else "otherwise"]
+
+
 def _sales_follow_up(crm: CrmActivity) -> None:
     """The SDR's outreach to an MQL, the owner's follow-up of an SQL (calls, a meeting, a rejection or a deal),
     or an intro call that disqualifies a lead; these may change the planted case."""
@@ -217,7 +229,7 @@ def _sales_follow_up(crm: CrmActivity) -> None:
             if rejected_ms <= end_ms:
                 crm.status.append(crm.by_owner(rejected_ms, rejected))
                 crm.case = "sql_rejected_bad_timing" if rejected == "BAD_TIMING" else "sql_unqualified"
-        elif behaviour.company is not None and rng.random() < 0.55:
+        elif behaviour.company is not None and rng.random() < deal_probability(behaviour, sql_ms):
             crm.add_deal(sql_ms + rng.randint(2, 12) * DAY_MS)
     elif crm.case == "normal" and plan.kind == "business" and plan.mql_day < 0 and rng.random() < 0.015:
         intro_ms = created_ms + rng.randint(3, 60) * DAY_MS

@@ -23,6 +23,7 @@ import orjson
 
 from handoff.sample import vocab
 from handoff.sample.config import CATALOG_PATH, FUNNEL_PATH, load_catalog, load_funnel
+from handoff.sample.crm_records import DEAL_PROBABILITY
 from handoff.sample.gzpieces import PieceWriter, deflate_piece
 from handoff.sample.simulation_tables import SimulationTables
 from handoff.sample.workers import init_worker, run_chunk, run_chunk_in_worker
@@ -337,6 +338,9 @@ def _write_ground_truth(out: Path, world: World, catalog, sink: _Sink) -> None:
         "channel_contact_share": {ch: v[0] for ch, v in vocab.CHANNELS.items()},
         "channel_source_data_1": {ch: list(v[2]) for ch, v in vocab.CHANNELS.items()},
         "persona_modifiers": vocab.PERSONA_MODIFIERS,
+        "rule_effects": {"download_decision": {
+            "what": "an SQL's chance of a deal, with a decision-stage download before the SQL and otherwise",
+            "deal_probability": DEAL_PROBABILITY}},
         "segment_lag_days": {seg: {"min": lo, "max": hi} for seg, (lo, hi) in vocab.SEGMENT_LAG_DAYS.items()},
         "segment_by_company_size_band": vocab.BAND_SEGMENT,
         "mql": {"score_threshold": float(funnel.mql_score_threshold), "min_fit_score": float(funnel.mql_min_fit_score),
