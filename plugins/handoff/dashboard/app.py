@@ -63,6 +63,8 @@ def main() -> None:
         by_type = segment_type if segment_type != "all" else next((t for t in segments if t != "all"), "all")
         by_segment = data["conversion_by_segment"] if by_type == segment_type else queries.conversion_by_segment(
             conn, queries.Filters(segment_type=by_type, period_from=f.period_from, period_to=f.period_to))
+        lift = queries.rule_lift(conn)
+        backtest = queries.backtest(conn, f)
 
     segment = "all contacts" if segment_type == "all" else f"{segment_type} = {segment_value}"
     st.subheader(f"Cohorts: {segment}")
@@ -97,6 +99,19 @@ def main() -> None:
     st.plotly_chart(figures.time_in_stage(data["time_in_stage"], version, segment),
                     key="time_in_stage")
     _version_caption(version)
+
+    st.header("Definition lab")
+    st.subheader("Which rules predict sales (all contacts, complete cohorts)")
+    st.plotly_chart(figures.rule_lift(lift, version), key="rule_lift")
+    st.dataframe(lift, hide_index=True, key="rule_lift_table")
+    _version_caption(version)
+    st.subheader("The last backtest")
+    if backtest:
+        st.plotly_chart(figures.backtest(backtest, version), key="backtest")
+        st.dataframe(backtest, hide_index=True, key="backtest_table")
+    else:
+        st.info("No backtest yet: `handoff funnel backtest CANDIDATE.yml` writes marts.funnel_backtest "
+                "(docs/funnel.md, \"Changing the definition safely\").")
 
 
 main()

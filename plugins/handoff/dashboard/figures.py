@@ -172,3 +172,53 @@ def time_in_stage(rows: list[dict], version: object, segment: str) -> go.Figure:
     fig.update_layout(barmode="group")
     return _layout(fig, f"Time in stage, {segment}", version, yaxis={"title": "days"},
                    xaxis={"title": "stage", "type": "category"}, height=400)
+
+
+def rule_lift(rows: list[dict], version: object) -> go.Figure:
+    """Lift per rule with its 95% interval, the line at 1 (no difference); rules below the minimum count are not
+    drawn (their counts are in the table beside it)."""
+    shown = [r for r in rows if r["is_lift_reported"]]
+    lifts = [float(r["lift"]) for r in shown]
+    fig = go.Figure(go.Scatter(
+        x=lifts, y=[r["rule_id"] for r in shown], mode="markers", name="lift",
+        marker={"size": 10, "color": ["#2ca02c" if float(r["lift_lower"]) > 1 else "#d62728"
+                                      if float(r["lift_upper"]) < 1 else "#7f7f7f" for r in shown]},
+        error_x={"type": "data", "symmetric": False,
+                 "array": [float(r["lift_upper"]) - lift for r, lift in zip(shown, lifts, strict=True)],
+                 "arrayminus": [lift - float(r["lift_lower"]) for r, lift in zip(shown, lifts, strict=True)]},
+        customdata=[[r["outcomes_with"], r["contacts_with"], r["outcomes_without"], r["contacts_without"]]
+                    for r in shown],
+        hovertemplate="%{y}: lift %{x:.2f}<br>with: %{customdata[0]} / %{customdata[1]} reached an opportunity"
+                      "<br>without: %{customdata[2]} / %{customdata[3]}<extra></extra>"))
+    fig.add_vline(x=1, line_dash="dot", line_color="#555")
+    return _layout(fig, "Rule lift: opportunity rate with the rule ÷ without (95% interval; green predicts sales, "
+                   "grey only adds volume)", version, xaxis={"title": "lift", "type": "log"},
+                   yaxis={"title": "rule", "type": "category", "autorange": "reversed"},
+                   height=max(320, 28 * len(shown) + 140))
+
+
+def backtest(rows: list[dict], version: object) -> go.Figure:
+    """The last backtest: MQLs flagged per cohort under the current and the candidate definition (bars) and their
+    precision (lines, right axis); open markers for cohorts whose outcome window is still open."""
+    fig = go.Figure()
+    colors = {"current": COMPLETE_COLOR, "candidate": "#ff7f0e"}
+    for definition in ("current", "candidate"):
+        mine = [r for r in rows if r["definition"] == definition]
+        if not mine:
+            continue
+        label = f"{definition} ({mine[0]['definition_version']})"
+        x = [r["cohort_period"].isoformat() for r in mine]
+        fig.add_trace(go.Bar(x=x, y=[r["mqls_flagged"] for r in mine], name=f"MQLs, {label}",
+                             marker={"color": colors[definition]},
+                             hovertemplate="%{x}: %{y} MQLs flagged<extra></extra>"))
+        fig.add_trace(go.Scatter(
+            x=x, y=[None if r["mql_precision"] is None else float(r["mql_precision"]) for r in mine],
+            mode="lines+markers", yaxis="y2", name=f"precision, {label}", line={"color": colors[definition]},
+            marker={"symbol": ["circle" if r["is_complete"] else "circle-open" for r in mine], "size": 9},
+            hovertemplate="%{x}: precision %{y:.1%}<extra></extra>"))
+    fig.update_layout(barmode="group")
+    return _layout(fig, "Backtest: MQLs and precision, current against candidate (open markers = outcome window "
+                   "still open)", version, yaxis={"title": "MQLs flagged"},
+                   yaxis2={"title": "precision", "overlaying": "y", "side": "right", "tickformat": ".0%",
+                           "rangemode": "tozero"},
+                   xaxis={"title": "cohort", "type": "category"}, height=420)

@@ -178,6 +178,28 @@ def time_in_stage(conn: psycopg.Connection, f: Filters) -> list[dict]:
         f.params())
 
 
+def rule_lift(conn: psycopg.Connection) -> list[dict]:
+    """The definition lab: per scoring rule, the opportunity rate of the MQLs it fired for against the others, and
+    the lift with its 95% interval (null below the minimum count: ``is_lift_reported`` false)."""
+    return rows(conn, """
+        select rule_id, rule_kind, points, contacts_with, outcomes_with, rate_with, contacts_without,
+            outcomes_without, rate_without, lift, lift_lower, lift_upper, is_lift_reported, definition_version
+        from marts.funnel_rule_lift
+        order by rule_order""")
+
+
+def backtest(conn: psycopg.Connection, f: Filters) -> list[dict]:
+    """The definition lab: the last backtest (``handoff funnel backtest``), one row per definition (current,
+    candidate) × cohort period; empty until a backtest ran."""
+    return rows(conn, """
+        select definition, definition_version, cohort_period, mqls, mqls_flagged, mqls_added, mqls_dropped,
+            mql_precision, opportunity_coverage, median_days_mql_to_opportunity, mqls_vs_goal, is_complete
+        from marts.funnel_backtest
+        where (%(period_from)s::date is null or cohort_period >= %(period_from)s::date)
+            and (%(period_to)s::date is null or cohort_period <= %(period_to)s::date)
+        order by cohort_period, definition desc""", f.params())
+
+
 # the headline views, in the order the dashboard and the report show them
 VIEWS = {
     "cohort_heatmap": cohort_heatmap,

@@ -73,6 +73,24 @@ def marts(wh_target, tmp_path_factory):
            "DBT_LOG_PATH": str(tmp / "logs"),
            **dbt_runner.interval_env(None, INTERVAL_END)}
     dbt_runner.run(["build", "--resource-type", "seed", "--resource-type", "model"], quiet=True, env=env)
+    # The definition lab's marts, given rows a person reads off here (the marts themselves are checked in
+    # tests/dbt: 300 contacts have too few complete cohorts for a reported lift, and no backtest ran): three rules'
+    # lifts, and a backtest of the current definition against a candidate flagging more MQLs, less precisely.
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("""
+            update marts.funnel_rule_lift as lift
+            set is_lift_reported = true, lift = shown.lift, lift_lower = shown.lower, lift_upper = shown.upper,
+                contacts_with = 40, outcomes_with = 8, contacts_without = 60, outcomes_without = 6
+            from (values ('form_fill', 2.0, 1.2, 3.4), ('pricing_page', 1.1, 0.7, 1.7),
+                         ('email_open', 0.8, 0.5, 1.3)) as shown (rule_id, lift, lower, upper)
+            where lift.rule_id = shown.rule_id""")
+        conn.execute("""
+            insert into marts.funnel_backtest (definition, definition_version, cohort_period, mqls, mqls_flagged,
+                mqls_added, mqls_dropped, mql_precision, is_complete)
+            values ('current', '2026.11.1', '2026-08-01', 12, 11, 0, 0, 0.2727, true),
+                   ('candidate', '2026.12.0-lower', '2026-08-01', 19, 18, 7, 0, 0.1667, true),
+                   ('current', '2026.11.1', '2026-09-01', 15, 15, 0, 0, 0.1333, false),
+                   ('candidate', '2026.12.0-lower', '2026-09-01', 22, 21, 6, 0, 0.0952, false)""")
     return wh_target
 
 
@@ -188,6 +206,25 @@ def _assert_shows_the_marts(tgt, plots: list[dict], segment_type_shown: str) -> 
     assert dict(zip(medians["x"], medians["y"], strict=True)) == {s: _num(d) for s, d in stages}
 
 
+def _assert_shows_the_definition_lab(tgt, plots: list[dict]) -> None:
+    """The rule lift chart: each reported rule's lift (a rule with a contact on both sides and an opportunity on
+    each); the backtest chart: the flagged MQLs and precision of each definition per cohort."""
+    lift = {p["title"][:9]: p for p in plots}.get("Rule lift")
+    assert lift, [p["title"][:40] for p in plots]
+    reported = _q(tgt, "select rule_id, lift from marts.funnel_rule_lift where is_lift_reported order by rule_order")
+    assert reported, "no rule reported: the chart would be empty"
+    (points,) = lift["traces"]
+    assert dict(zip(points["y"], points["x"], strict=True)) == pytest.approx({r: float(v) for r, v in reported})
+    shown = next(p for p in plots if p["title"].startswith("Backtest"))
+    for definition in ("current", "candidate"):
+        rows = _q(tgt, """select cohort_period, mqls_flagged, mql_precision from marts.funnel_backtest
+                          where definition = %s order by cohort_period""", [definition])
+        bars = next(t for t in shown["traces"] if t["name"].startswith(f"MQLs, {definition}"))
+        line = next(t for t in shown["traces"] if t["name"].startswith(f"precision, {definition}"))
+        assert bars["x"] == [p.isoformat() for p, _, _ in rows] and bars["y"] == [n for _, n, _ in rows]
+        assert line["y"] == [float(v) for _, _, v in rows]
+
+
 @needs_chromium
 def test_dashboard_in_chromium_shows_the_marts(marts, browser, tmp_path):
     port = free_port()
@@ -212,6 +249,7 @@ def test_dashboard_in_chromium_shows_the_marts(marts, browser, tmp_path):
         first_type = _q(marts, """select min(segment_type) from marts.mql_sql_conversion_cohorts
                                   where segment_type <> 'all'""")[0][0]
         _assert_shows_the_marts(marts, plots, segment_type_shown=first_type)
+        _assert_shows_the_definition_lab(marts, plots)
         assert "definition version" in page.inner_text("body")
         shot = _shot(page, tmp_path, "dashboard.png")
         assert shot.stat().st_size > 10_000

@@ -70,7 +70,8 @@ def make_queue(target, rows: list[dict[str, Any]]) -> None:
     """(Re)create marts.sql_handoff_queue with the columns the dbt model promises, as admin, readable by the pusher."""
     pusher = sql.Identifier(target.credentials["pusher"]["user"])
     with psycopg.connect(target.conninfo("admin"), autocommit=True) as conn:
-        conn.execute("drop table if exists marts.sql_handoff_queue")
+        # cascade: the view marts.sql_handoff_delivery, built on the real queue by another module, goes with it
+        conn.execute("drop table if exists marts.sql_handoff_queue cascade")
         conn.execute("""
             create table marts.sql_handoff_queue (
                 contact_id text, crm_contact_id text, owner_id text, sql_at timestamptz, score numeric,
