@@ -42,8 +42,10 @@ browser:
 	  { echo "make: installing Debian's chromium and chromium-driver for the dashboard's browser test"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-# Soak trials (not part of `make test`): a 30-day backfill against 30 daily runs, dbt SIGKILLed mid-model at
-# several random models, the push killed at random points. About 15 minutes here.
+# Soak trials (not part of `make test`): a 30-day backfill against 30 daily runs, two weeks of daily runs with late
+# events, a CRM contact going and coming back, a contact-day losing its facts (each against a full refresh), dbt
+# SIGKILLed mid-model at several random models, the push killed at random points, the daily run again through the
+# LocalExecutor, the 5,000-contact channel ranking and rule lift. About 25 minutes here.
 test-soak: install-dev
 	$(BIN)/handoff warehouse up
 	$(BIN)/python -m pytest -q --soak -m soak

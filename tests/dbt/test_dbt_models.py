@@ -683,6 +683,7 @@ def _assert_same_marts(got: dict[str, Counter], want: dict[str, Counter]) -> Non
     assert sum(want["fct_contact_scores_daily"].values()) > 10_000
 
 
+@pytest.mark.soak  # 1.5 to 2 minutes each: make test-soak (keeps `make test` under 10 min)
 def test_two_weeks_of_daily_runs_with_late_events_equal_one_full_refresh(built):
     """Day by day over the last two weeks, a tenth of each day's events arriving three days late (the lookback),
     with a five-day outage in the middle (no runs: the DAG does not catch up, so the next run fills the gap), then
@@ -711,6 +712,7 @@ def _event_level_rows(admin: str) -> dict[str, Counter]:
             for t in EVENT_LEVEL}
 
 
+@pytest.mark.soak  # 1.5 to 2 minutes each: make test-soak (keeps `make test` under 10 min)
 def test_a_crm_contact_going_and_coming_back_is_applied_incrementally_as_a_full_refresh_would(built):
     """The event-level models recompute only the visitors whose attribution changed (macros/visitor_changes.sql).
     A contact with stitched devices leaves the CRM, then comes back: after each, one incremental daily run leaves
@@ -894,6 +896,7 @@ def _engagement_from(admin: str, first: date) -> Counter:
         admin, "select * from marts.fct_contact_engagement_daily where activity_date >= %s", [first]))
 
 
+@pytest.mark.soak  # 1.5 to 2 minutes each: make test-soak (keeps `make test` under 10 min)
 def test_a_contact_day_that_loses_all_its_facts_leaves_the_engagement_mart_as_a_full_refresh_would(built):
     """fct_contact_engagement_daily recomputes every contact-day from the lookback start L: a contact-day that has
     no fact any more must go, as a full refresh has no row for it. On one daily run, the only facts of a contact's
