@@ -108,13 +108,19 @@ def backtest(candidate_path: str | Path, *, since: date | None = None, until: da
     return BacktestResult(candidate, current, tuple(nodes), tuple(read_rows(dbname)))
 
 
-@contextlib.contextmanager
-def _one_at_a_time(dbname: str | None):
-    """One backtest at a time per warehouse (they share the schema): a session advisory lock, held while it runs."""
+def connect(dbname: str | None = None, *, autocommit: bool = False):
+    """The lab's connection: the transformer role (it reads intermediate and writes the backtest schema), on the
+    warehouse's database or ``dbname`` (the tests' own)."""
     from handoff import warehouse  # noqa: PLC0415
 
     tgt = warehouse.target()
-    with warehouse.open_connection(tgt.conninfo("transformer", dbname=dbname or tgt.dbname), autocommit=True) as conn:
+    return warehouse.open_connection(tgt.conninfo("transformer", dbname=dbname or tgt.dbname), autocommit=autocommit)
+
+
+@contextlib.contextmanager
+def _one_at_a_time(dbname: str | None):
+    """One backtest at a time per warehouse (they share the schema): a session advisory lock, held while it runs."""
+    with connect(dbname, autocommit=True) as conn:
         if not conn.execute("select pg_try_advisory_lock(hashtext(%s))", [LOCK_KEY]).fetchone()[0]:
             raise BacktestBusy("another backtest is running on this warehouse (they share the schema backtest): "
                                "wait for it to finish and run again")
@@ -131,11 +137,7 @@ class BacktestBusy(RuntimeError):
 def read_rows(dbname: str | None = None) -> list[dict]:
     from psycopg.rows import dict_row  # noqa: PLC0415
 
-    from handoff import warehouse  # noqa: PLC0415
-
-    tgt = warehouse.target()
-    with warehouse.open_connection(tgt.conninfo("transformer", dbname=dbname or tgt.dbname)) as conn, \
-            conn.cursor(row_factory=dict_row) as cur:
+    with connect(dbname) as conn, conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(f"select {', '.join(COLUMNS)} from marts.funnel_backtest "  # noqa: S608 - fixed names
                            "order by cohort_period, definition desc").fetchall()
 

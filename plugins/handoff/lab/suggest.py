@@ -110,13 +110,12 @@ class Suggestion:
 def read_snapshots(definition: Definition, horizon_days: int, dbname: str | None = None) -> Snapshots:
     import numpy as np  # noqa: PLC0415
 
-    from handoff import warehouse  # noqa: PLC0415
+    from handoff.lab.backtest import connect  # noqa: PLC0415
 
     per_unit = {r.rule_id: r.points for r in definition.rules}
     rule_ids = tuple(r.rule_id for r in definition.rules)
     column = {rule_id: i for i, rule_id in enumerate(rule_ids)}
-    tgt = warehouse.target()
-    with warehouse.open_connection(tgt.conninfo("transformer", dbname=dbname or tgt.dbname)) as conn:
+    with connect(dbname) as conn:
         rows = conn.execute(SNAPSHOTS_SQL, {"horizon": horizon_days, "every": SNAPSHOT_EVERY_DAYS}).fetchall()
     units = np.zeros((len(rows), len(rule_ids)))
     labels = np.zeros(len(rows), dtype=bool)
