@@ -109,7 +109,6 @@ cohorts as (
     select
         members.definition,
         members.cohort_period,
-        min(members.window_end_at) as window_end_at,
         count(*)::integer as mqls,
         count(*) filter (where not members.mql_inferred)::integer as mqls_flagged,
         count(*) filter (where members.definition = 'candidate' and members.is_added)::integer as mqls_added,
