@@ -87,6 +87,14 @@ COPY_CHUNK = 1 << 20  # the same 1 MiB writes as bench_loader's plain COPY
 # The loader-vs-dlt comparison runs both on the last 18 days' files (a tenth of the history): dlt loads ~6,700
 # rows/s, so the whole tier-M sample took it 26 minutes a run, and three runs did not fit beside the other stages.
 DLT_DAYS = 18
+# The history-growth runs (--history): the same daily volume on HISTORY_DAYS[0] and HISTORY_DAYS[1] days of history.
+# The sample's contacts stay active, so a longer history with the same contacts per day has more events per day; the
+# longer run's contacts are scaled so its last day (the day the one-day build stages) carries the same events:
+# measured, 6,060 x 360 puts 6,662 events on 2026-11-24 against 6,800 for 5,000 x 180 (both seed 42). Each run
+# reports the day's events, so the match is on the record.
+HISTORY_DAYS = (180, 360)
+HISTORY_CONTACTS_FACTOR = 6_060 / 5_000
+HISTORY_TARGETS = {"rows_read": 1.1, "seconds": 1.2}  # the one-day build's growth when history doubles (at most)
 E2E_TARGET_S = 300.0  # the daily run's 5-minute target
 E2E_DBT_TARGET_RATIO = 1.5  # the DAG's dbt stage vs one `dbt build` of the same day (our own target, not the issue's)
 
@@ -141,6 +149,9 @@ def stage_load(p: dict) -> dict:
     t0 = time.perf_counter()
     res = analytics.load_analytics_files(tgt.conninfo("loader"), Path(p["sample"]) / "analytics", start, end)
     elapsed = time.perf_counter() - t0
+    if not p.get("rows_file"):  # (the history-growth runs have no plain COPY stage)
+        return {"seconds": elapsed, "rows": res["rows_loaded"], "rows_read": res["rows_read"],
+                "rows_quarantined": res["rows_quarantined"], "files": res["files_loaded"]}
     # the rows exactly as the loader wrote them, for the plain COPY stage (not timed, streamed to disk)
     with psycopg.connect(admin) as conn, conn.cursor() as cur, open(p["rows_file"], "wb") as fh:
         with cur.copy(f"COPY raw.analytics_events ({analytics.EVENT_COLUMNS}) TO STDOUT") as copy:
@@ -257,13 +268,80 @@ def stage_dbt_full(p: dict) -> dict:
 
 def stage_dbt_incr(p: dict) -> dict:
     """One daily `dbt build` for the last day, its events new to the models (staged from raw by this build) on the
-    history the full build made: e2e.make_day_new_to_dbt, untimed."""
+    history the full build made: e2e.make_day_new_to_dbt, untimed. Besides its seconds, what the build made the
+    database do (db_work: rows and blocks from pg_stat_*, which machine noise does not move)."""
     import e2e  # noqa: PLC0415 - bench/e2e.py
 
     _, end = _interval(p)
-    setup = e2e.make_day_new_to_dbt(_target().conninfo("admin"), (end - timedelta(days=1)).date().isoformat())
-    return {"seconds": _dbt(p, "build", start=end - timedelta(days=1), end=end), "setup": setup,
+    admin = _target().conninfo("admin")
+    setup = e2e.make_day_new_to_dbt(admin, (end - timedelta(days=1)).date().isoformat())
+    before = db_counters(admin)
+    seconds = _dbt(p, "build", start=end - timedelta(days=1), end=end)
+    return {"seconds": seconds, "setup": setup, "db_work": db_work(before, db_counters(admin)),
             "slowest_nodes": _slowest_nodes(p)}
+
+
+# pg_stat_database's counters for the bench database: rows returned by sequential scans and index entries returned
+# by index scans (tup_returned), heap rows fetched by index scans (tup_fetched), rows written, and 8 KiB blocks
+# found in shared buffers or read from the OS. They count temporary tables too, which are gone by the time the
+# per-table view could be read.
+DB_COUNTERS = ("tup_returned", "tup_fetched", "tup_inserted", "tup_updated", "tup_deleted", "blks_hit", "blks_read",
+               "temp_bytes")
+
+
+DB_WORK_KEYS = ("rows_read", "rows_fetched_by_index", "rows_written", "blocks_touched", "blocks_read_from_os",
+                "temp_mib")
+
+
+def db_counters(admin: str) -> dict:
+    """The bench database's cumulative counters: the database's (DB_COUNTERS) and each table's rows read (sequential
+    + index fetches) and written, by table oid (a table a build replaces is a new oid, its counts start at 0).
+
+    A backend's counts reach the shared statistics when its transaction ends and, at the latest, as it exits; the
+    build's connections have closed when this runs, so the read repeats until two reads agree (each its own snapshot).
+    """
+    import psycopg  # noqa: PLC0415
+    from psycopg import sql  # noqa: PLC0415
+
+    def read() -> dict:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("set stats_fetch_consistency = snapshot")
+            columns = sql.SQL(", ").join(map(sql.Identifier, DB_COUNTERS))
+            database = conn.execute(sql.SQL("select {} from pg_stat_database where datname = %s").format(columns),
+                                    [DB]).fetchone()
+            tables = conn.execute(
+                "select relid, schemaname || '.' || relname, coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0),"
+                " n_tup_ins + n_tup_upd + n_tup_del, coalesce(seq_scan, 0) from pg_stat_user_tables"
+                " where schemaname not like 'pg_temp%%'").fetchall()
+        return {"database": dict(zip(DB_COUNTERS, database, strict=True)),
+                "tables": {oid: {"name": name, "read": read, "written": written, "seq_scans": scans}
+                           for oid, name, read, written, scans in tables}}
+
+    last = read()
+    for _ in range(20):
+        time.sleep(0.5)
+        now = read()
+        if now["database"] == last["database"]:
+            return now
+        last = now
+    return last
+
+
+def db_work(before: dict, after: dict, top: int = 15) -> dict:
+    """What happened between two db_counters reads: the database's deltas (rows_read = tup_returned, the figure the
+    history-growth target is about), and the tables that read the most rows, with their sequential scans."""
+    delta = {k: after["database"][k] - before["database"][k] for k in DB_COUNTERS}
+    tables = []
+    for oid, now in after["tables"].items():
+        was = before["tables"].get(oid, {"read": 0, "written": 0, "seq_scans": 0})
+        tables.append({"table": now["name"], "rows_read": now["read"] - was["read"],
+                       "rows_written": now["written"] - was["written"],
+                       "seq_scans": now["seq_scans"] - was["seq_scans"]})
+    tables.sort(key=lambda t: t["rows_read"], reverse=True)
+    return {"rows_read": delta["tup_returned"], "rows_fetched_by_index": delta["tup_fetched"],
+            "rows_written": delta["tup_inserted"] + delta["tup_updated"] + delta["tup_deleted"],
+            "blocks_touched": delta["blks_hit"] + delta["blks_read"], "blocks_read_from_os": delta["blks_read"],
+            "temp_mib": round(delta["temp_bytes"] / 2**20, 1), "top_tables_by_rows_read": tables[:top]}
 
 
 def stage_dag_parse(p: dict) -> dict:
@@ -499,7 +577,9 @@ def build_report(tier: str, cfg: dict, runs: list[dict[str, dict]]) -> dict:
                             "ratio": summarize(per_run_ratio("dbt_incr", "dbt_full",
                                                              lambda a, b: a["seconds"] / b["seconds"]))
                             if have("dbt_full") else None,
-                            "ratio_to": "full dbt build (same run)"}
+                            "ratio_to": "full dbt build (same run)",
+                            "db_work": {k: summarize([r["dbt_incr"]["db_work"][k] for r in runs])
+                                        for k in DB_WORK_KEYS if all("db_work" in r["dbt_incr"] for r in runs)}}
     for stage in ("e2e_day", "e2e_day_parallel"):
         if have(stage):
             rows.update(e2e_rows(stage, runs, col, rss, per_run_ratio))
@@ -585,6 +665,9 @@ def main() -> None:
                     help="comma-separated stages to leave out: dlt, push, dag_parse, e2e_day, e2e_day_parallel")
     ap.add_argument("--only", default="",
                     help="comma-separated stages (dbt_incr and later) to rerun on the database a --keep-db run kept")
+    ap.add_argument("--history", action="store_true",
+                    help=f"the history-growth stage only: the tier's daily volume on {HISTORY_DAYS[0]} and "
+                         f"{HISTORY_DAYS[1]} days of history, the one-day build on each")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
     ap.add_argument("--params", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -595,6 +678,8 @@ def main() -> None:
         ap.error("--tier is required")
     cfg = TIERS[args.tier]
     n_runs = args.runs or cfg["runs"]
+    if args.history:
+        return history_growth(args, cfg, n_runs)
     skip = {s for s in args.skip.split(",") if s}
     only = [s for s in args.only.split(",") if s]
     if only and (set(only) - set(RERUNNABLE) or not args.sample_dir):
@@ -651,6 +736,72 @@ def main() -> None:
                 print(f"could not drop {DB}: {exc}", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
     finish(args, started=started, t_all=t_all, cfg=cfg, info=info, crm_counts=crm_counts, runs=runs, n_runs=n_runs)
+
+
+def history_growth(args, cfg: dict, n_runs: int) -> None:
+    """--history: for each length in HISTORY_DAYS, a scratch database with that history (sample, load, CRM, full
+    build; untimed but for the full build), then the one-day build n_runs times (dbt_incr: seconds and what the
+    database did). Writes <out>/<tier>-<date>-history.json: per length and the ratio longer / shorter."""
+    started = datetime.now(UTC)
+    t_all = time.perf_counter()
+    say = lambda msg: print(f"[{time.perf_counter() - t_all:7.1f}s] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    warehouse_up()
+    info = machine_info()
+    lengths = {}
+    for days in HISTORY_DAYS:
+        contacts = round(cfg["contacts"] * (1 if days == HISTORY_DAYS[0] else HISTORY_CONTACTS_FACTOR))
+        work = Path(tempfile.mkdtemp(prefix=f"handoff_bench_{args.tier}_history{days}_"))
+        params = {"sample": str(work / "sample"), "contacts": contacts, "days": days,
+                  "end_date": END_DATE.isoformat(), "rows_file": None, "work": str(work)}
+        try:
+            prepare_db(work / "sample")
+            say(f"{days} days: sample {contacts:,} contacts")
+            gen = run_stage("gen", params, work)
+            fill_crm(work / "sample")
+            say(f"{days} days: load")
+            load = run_stage("load", params, work)
+            say(f"{days} days: dbt_full")
+            full = timed_stage("dbt_full", params, work)
+            incr = []
+            for i in range(n_runs):
+                say(f"{days} days: dbt_incr {i + 1}/{n_runs}")
+                incr.append(timed_stage("dbt_incr", params, work))
+            day_events = json.loads((work / "sample" / "manifest.json").read_text())["events_per_day"]
+            day_events = list(day_events.values())[-1] if isinstance(day_events, dict) else day_events[-1]
+            lengths[days] = {
+                "contacts": contacts, "events": gen["events"], "day_events": day_events, "load_rows": load["rows"],
+                "dbt_full_s": full["seconds"], "dbt_incr_s": summarize([r["seconds"] for r in incr]),
+                "db_work": {k: summarize([r["db_work"][k] for r in incr]) for k in DB_WORK_KEYS},
+                "raw_runs": incr}
+        finally:
+            drop_db()
+            shutil.rmtree(work, ignore_errors=True)
+    short, long_ = (lengths[d] for d in HISTORY_DAYS)
+    growth = {"seconds": long_["dbt_incr_s"]["median"] / short["dbt_incr_s"]["median"],
+              **{k: long_["db_work"][k]["median"] / max(short["db_work"][k]["median"], 1) for k in DB_WORK_KEYS}}
+    met = {k: growth[k] <= limit for k, limit in HISTORY_TARGETS.items()}
+    result = {"tier": args.tier, "mode": "history", "started_at": started.isoformat(),
+              "total_seconds": time.perf_counter() - t_all, "runs": n_runs, "commit": _commit(),
+              "config": {"history_days": HISTORY_DAYS, "contacts_factor": HISTORY_CONTACTS_FACTOR, "seed": SEED,
+                         "end_date": END_DATE.isoformat(), "targets": HISTORY_TARGETS},
+              "machine": info, "lengths": lengths, "growth": growth, "targets_met": met}
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{args.tier}-{started.date().isoformat()}-history.json"
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"### tier {args.tier} daily volume, history {HISTORY_DAYS[0]} vs {HISTORY_DAYS[1]} days: the one-day "
+          f"build, {n_runs} run(s) each (median)\n")
+    print("| history | contacts | events | the day's events | full build s | one-day s | rows read | rows written "
+          "| blocks touched |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for days, r in lengths.items():
+        w = r["db_work"]
+        print(f"| {days} days | {r['contacts']:,} | {r['events']:,} | {r['day_events']:,} | {r['dbt_full_s']:.1f} | "
+              f"{r['dbt_incr_s']['median']:.1f} | {w['rows_read']['median']:,.0f} | "
+              f"{w['rows_written']['median']:,.0f} | {w['blocks_touched']['median']:,.0f} |")
+    print(f"| growth | | | | | {growth['seconds']:.2f}x (target <= {HISTORY_TARGETS['seconds']}) | "
+          f"{growth['rows_read']:.2f}x (target <= {HISTORY_TARGETS['rows_read']}) | {growth['rows_written']:.2f}x | "
+          f"{growth['blocks_touched']:.2f}x |")
+    print(f"\ntotal {time.perf_counter() - t_all:.0f} s; results: {path}")
 
 
 def _commit() -> str | None:

@@ -8,17 +8,16 @@
 -- everywhere); a contact already an opportunity by then has nothing left to predict and is left out.
 -- Rates with and without the rule get a 95% Wilson interval, lift (rate with ÷ rate without) the log-ratio (Katz)
 -- interval (macros/intervals.sql); lift and its interval are null below var('rule_lift_min_contacts') contacts in
--- either group, or with no outcome in one. Rebuilt whole every run: one pass over the MQLs' rule hits, sorted by
--- contact in memory (heavy_model_work_mem, as the rule hits model itself).
-{{ config(pre_hook="set local work_mem = '{{ var('heavy_model_work_mem') }}'") }}
+-- either group, or with no outcome in one. Rebuilt whole every run, from each MQL's first day per rule
+-- (int_contact_rule_first_days: one row per contact and rule, so the cost follows the contacts, not the days).
 with
 
 contacts as (
     select * from {{ ref('dim_contacts') }}
 ),
 
-rule_hits as (
-    select * from {{ ref('int_contact_rule_hits_daily') }}
+rule_first_days as (
+    select * from {{ ref('int_contact_rule_first_days') }}
 ),
 
 fit_rule_hits as (
@@ -74,13 +73,11 @@ members as (
 fired as (
     -- each member's rules that scored on its MQL day or before (behaviour, negative, derived) or that its
     -- attributes meet (fit)
-    select members.contact_id, rule_hits.rule_id
+    select members.contact_id, rule_first_days.rule_id
     from members
-    inner join rule_hits
-        on members.contact_id = rule_hits.contact_id
-        and rule_hits.score_date <= members.mql_date
-    -- the days after the last member's MQL day hold nothing to count: a range on the table's (score_date, ...) index
-    where rule_hits.score_date <= (select max(latest.mql_date) from members as latest)
+    inner join rule_first_days
+        on members.contact_id = rule_first_days.contact_id
+        and rule_first_days.first_score_date <= members.mql_date
     union
     select members.contact_id, fit_rule_hits.rule_id
     from members
