@@ -1,6 +1,6 @@
 {{ config(pre_hook=["{{ changes_read(attribution_log(), after=['int_sessions_sessionized']) }}",
                     "{% if is_incremental() %}delete from {{ this }} where feature = 'meetings'{% endif %}",
-                    "{{ visitor_rows_retract('contact_id', since='occurred_at') }}"],
+                    "{{ visitor_rows_retract('contact_id', since='occurred_at', since_day='event_date') }}"],
           post_hook="{{ changes_applied(attribution_log()) }}",
           **appended_table_config([{'columns': ['contact_id', 'event_date']}, {'columns': ['known_date']},
                                    {'columns': ['feature', 'known_date']}, {'columns': ['_written_at']}])) }}
