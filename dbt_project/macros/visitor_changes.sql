@@ -120,6 +120,7 @@
     planner, which cannot see how recent changed_from is, would scan the whole table. -#}
 {% macro visitor_rows_retract(key, since=none, since_day=none) -%}
     {%- if not rebuilds_whole(attribution_log()) %}
+    set local jit = off;  -- a few rows per visitor: compiling the query costs more than it saves
     set local enable_hashjoin = off;
     set local enable_mergejoin = off;
     delete from {{ this }} as held
@@ -147,6 +148,7 @@
     cross join lateral (
         select * from {{ relation }} as held
         where held.visitor_key = changed.key and held.{{ since }} >= changed.changed_from
+        offset 0  -- keeps the planner from flattening the lateral read into a join
     ) as source_rows
     {%- else %}
     select source_rows.* from {{ relation }} as source_rows
