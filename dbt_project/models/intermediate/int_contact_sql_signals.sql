@@ -16,13 +16,18 @@ settings as (
 ),
 
 signals as (
-    select facts.*
-    from facts
-    inner join lists
-        on lists.list_name = 'sql_signals'
-        and lists.value = facts.feature
+    -- each signal feature's facts, read on the facts' (feature, known_date) index: a few thousand of the 8.7 million
+    -- facts at tier M, which a join on the feature list read whole
+    select signal_facts.*
+    from lists
     cross join settings
-    where facts.occurred_at >= coalesce(settings.evidence_rules_from_at, '-infinity')
+    cross join lateral (
+        select * from facts
+        where facts.feature = lists.value
+            and facts.occurred_at >= coalesce(settings.evidence_rules_from_at, '-infinity')
+        offset 0  -- keeps the planner from flattening the read into a join
+    ) as signal_facts
+    where lists.list_name = 'sql_signals'
 ),
 
 final as (
