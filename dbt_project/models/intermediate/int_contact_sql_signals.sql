@@ -25,7 +25,8 @@ signals as (
         select * from facts
         where facts.feature = lists.value
             and facts.occurred_at >= coalesce(settings.evidence_rules_from_at, '-infinity')
-        offset 0  -- keeps the planner from flattening the read into a join
+        -- offset 0 keeps the planner from flattening the read into a join
+        offset 0  -- noqa: AM09
     ) as signal_facts
     where lists.list_name = 'sql_signals'
 ),
