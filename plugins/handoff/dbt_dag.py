@@ -39,6 +39,8 @@ def execution_mode() -> str:
 # its tests: a task per view would cost ~1 s of scheduling each for sub-second work. Every intermediate model and
 # mart keeps its own task (run + tests), where the time and the failures are.
 STAGING_SELECT = "resource_type:seed path:models/staging"
+# The per-model group's layers, as the watcher mode selects them (dbt_build_group).
+WATCHER_SELECT = ["path:models/intermediate", "path:models/marts"]
 
 
 # Every dbt task: no manifest.json / run_results.json written into the task's throw-away copy of the project (dbt
@@ -123,12 +125,18 @@ def dbt_build_group(group_id: str = "dbt_build"):
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            # dbt_staging builds those, before this group; the definition lab's mart is built by a backtest only
-            exclude=[*STAGING_SELECT.split(), "tag:definition_lab"],
-            # watcher: the producer's single `dbt build` runs every test; per-model tasks report them.
+            # dbt_staging builds the seeds and staging views, before this group; the definition lab's mart is built
+            # by a backtest only. The watcher's producer runs `dbt build` with these same select/exclude: it selects
+            # the group's layers instead of excluding the staging one, because an --exclude of the staging views
+            # also drops (eager indirect selection) the tests spanning a staging view and a model of the group.
+            **({"select": WATCHER_SELECT, "exclude": ["tag:definition_lab"]} if watcher else
+               {"exclude": [*STAGING_SELECT.split(), "tag:definition_lab"]}),
+            # watcher: the producer's single `dbt build` runs every test; per-model test sensors report them.
             test_behavior=TestBehavior.AFTER_EACH if watcher else TestBehavior.BUILD,
-            # ... and tests spanning several models (relationships) get their own task after all of them
-            should_detach_multiple_parents_tests=True,
+            # ... and tests spanning several models (relationships) get their own task after all of them. Not in
+            # watcher mode: the producer reports a test's result only within its models' aggregated test status,
+            # so a sensor of its own would find nothing to watch (and pass on "no information about the node").
+            should_detach_multiple_parents_tests=not watcher,
             emit_datasets=False,
         ),
         operator_args={"install_deps": False, "retries": 1, "env": dbt_interval_env_template(),
