@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 
 .PHONY: install install-dev demo test browser test-soak test-airflow test-fast lint lock warehouse-up warehouse-down \
-	airflow-up airflow-up-celery airflow-down test-celery clean bench
+	airflow-up airflow-up-celery airflow-down test-celery test-watcher clean bench
 
 # install: what a deployment and `make demo` need (requirements.txt). install-dev adds the test, benchmark and
 # lint tools (requirements-dev.txt); make test, make bench and make lint install it.
@@ -61,6 +61,13 @@ test-airflow: install-dev
 # by content hash with a LocalExecutor run of the same day on the same sample. Its own --basetemp, as test-airflow.
 test-celery: install-dev
 	$(BIN)/python -m pytest -q -s --airflow-celery -m airflow_celery --basetemp .local/pytest-celery
+
+# Cosmos's watcher execution mode through the scheduler (not part of `make test`): `handoff airflow up` with
+# HANDOFF_DBT_EXECUTION_MODE=watcher (one producer `dbt build`, a deferrable sensor per model and per model's tests),
+# a day triggered through the REST API, its marts compared by content hash with a local-mode run of the same day on
+# the same sample. Its own --basetemp, as test-airflow.
+test-watcher: install-dev
+	$(BIN)/python -m pytest -q -s --airflow-watcher -m airflow_watcher --basetemp .local/pytest-watcher
 
 test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow"

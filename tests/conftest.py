@@ -24,7 +24,9 @@ TEST_DB = os.environ.get("HANDOFF_TEST_DB", f"handoff_test_{os.getpid()}")
 OPT_IN = {"soak": ("--soak", "a soak trial: make test-soak runs it"),
           "airflow_services": ("--airflow-services", "real Airflow services, 20-40 min: make test-airflow runs it"),
           "airflow_celery": ("--airflow-celery", "Airflow's CeleryExecutor against the LocalExecutor, many minutes: "
-                                                 "make test-celery runs it")}
+                                                 "make test-celery runs it"),
+          "airflow_watcher": ("--airflow-watcher", "Cosmos's watcher mode through the scheduler against the local "
+                                                   "mode, many minutes: make test-watcher runs it")}
 
 
 def pytest_addoption(parser):
@@ -33,6 +35,9 @@ def pytest_addoption(parser):
                      help="run the tests of `handoff airflow up` too (make test-airflow)")
     parser.addoption("--airflow-celery", action="store_true",
                      help="run the test of `handoff airflow up --executor celery` too (make test-celery)")
+    parser.addoption("--airflow-watcher", action="store_true",
+                     help="run the test of HANDOFF_DBT_EXECUTION_MODE=watcher through the scheduler too "
+                          "(make test-watcher)")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -125,6 +125,15 @@ def run_day(day: date, *, conf: dict | None = None, log=print, verbose: bool = F
     Unless ``quiet`` (or ``verbose``, which streams the tasks' own output), each task is printed as it starts and
     ends (run_progress.py).
     """
+    from handoff.dbt_dag import execution_mode  # noqa: PLC0415
+
+    if execution_mode() == "watcher":
+        # dag.test runs the trigger of a deferred task in line (airflow/sdk/definitions/dag.py, "running trigger in
+        # line"): a model's sensor picked before the producer polls, every 10 s until its 60-minute timeout, for a
+        # result that only the producer, never started, would write (tried: it hung after dbt_staging)
+        raise RunFailed("HANDOFF_DBT_EXECUTION_MODE=watcher runs only under Airflow's scheduler and triggerer: start "
+                        "them with handoff airflow up and trigger the day there (handoff run uses dag.test, in which a "
+                        "model's sensor can wait for a producer that never starts)")
     if parallel:
         os.environ.update({"AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": str(parallel),
                            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(parallel)})
