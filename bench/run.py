@@ -149,14 +149,13 @@ def stage_load(p: dict) -> dict:
     t0 = time.perf_counter()
     res = analytics.load_analytics_files(tgt.conninfo("loader"), Path(p["sample"]) / "analytics", start, end)
     elapsed = time.perf_counter() - t0
-    if not p.get("rows_file"):  # (the history-growth runs have no plain COPY stage)
-        return {"seconds": elapsed, "rows": res["rows_loaded"], "rows_read": res["rows_read"],
-                "rows_quarantined": res["rows_quarantined"], "files": res["files_loaded"]}
-    # the rows exactly as the loader wrote them, for the plain COPY stage (not timed, streamed to disk)
-    with psycopg.connect(admin) as conn, conn.cursor() as cur, open(p["rows_file"], "wb") as fh:
-        with cur.copy(f"COPY raw.analytics_events ({analytics.EVENT_COLUMNS}) TO STDOUT") as copy:
-            for buf in copy:
-                fh.write(buf)
+    # the rows exactly as the loader wrote them, for the plain COPY stage (not timed, streamed to disk); the
+    # history-growth runs have no plain COPY stage, so no rows_file
+    if p.get("rows_file"):
+        with psycopg.connect(admin) as conn, conn.cursor() as cur, open(p["rows_file"], "wb") as fh:
+            with cur.copy(f"COPY raw.analytics_events ({analytics.EVENT_COLUMNS}) TO STDOUT") as copy:
+                for buf in copy:
+                    fh.write(buf)
     return {"seconds": elapsed, "rows": res["rows_loaded"], "rows_read": res["rows_read"],
             "rows_quarantined": res["rows_quarantined"], "files": res["files_loaded"]}
 
