@@ -138,21 +138,18 @@
 
 {#- What a follower reads of `relation` (with visitor_key): every row on a whole rebuild, else the changed visitors'
     rows, from their changed_from on when `since` names the time column: one range read each on the
-    (visitor_key, since) index (a lateral join; a plain join let the planner, which cannot see how recent
-    changed_from is, scan all 10 million events at tier M for the 130,000 it needed). -#}
+    (visitor_key[, since]) index (a lateral join; a plain join let the planner, which cannot see how few rows a
+    visitor has or how recent changed_from is, scan all 10 million events at tier M for the 130,000 it needed). -#}
 {% macro changed_visitor_rows(relation, whole, since=none) -%}
     {%- if whole %}
     select source_rows.* from {{ relation }} as source_rows
-    {%- elif since %}
+    {%- else %}
     select source_rows.* from pg_temp.handoff_changes as changed
     cross join lateral (
         select * from {{ relation }} as held
-        where held.visitor_key = changed.key and held.{{ since }} >= changed.changed_from
+        where held.visitor_key = changed.key{% if since %} and held.{{ since }} >= changed.changed_from{% endif %}
         offset 0  -- keeps the planner from flattening the lateral read into a join
     ) as source_rows
-    {%- else %}
-    select source_rows.* from {{ relation }} as source_rows
-    inner join pg_temp.handoff_changes as changed on source_rows.visitor_key = changed.key
     {%- endif %}
 {%- endmacro %}
 

@@ -42,18 +42,23 @@ facts_daily as (
         {% endfor %}
         count(*) as facts
     {% if recomputes_range() %}
-    -- a carried contact needs only the recomputed days, a new one its whole history: two index ranges on facts
-    -- (known_date; contact_id), not every fact
+    -- a carried contact needs only the recomputed days, a new one its whole history: the known_date index range,
+    -- and one (contact_id, event_date) index range per new contact, not every fact
     from (
         select * from facts
         where facts.known_date >= {{ recompute_start_date() }}
         union all
-        select * from facts
-        where facts.known_date < {{ recompute_start_date() }}
-            and facts.contact_id in (
-                select contacts.contact_id from contacts
-                where not exists (select 1 from carried where carried.contact_id = contacts.contact_id)
-            )
+        select older.* from (
+            select contacts.contact_id from contacts
+            where not exists (select 1 from carried where carried.contact_id = contacts.contact_id)
+        ) as new_contacts
+        cross join lateral (
+            select * from facts
+            where facts.contact_id = new_contacts.contact_id
+                and facts.known_date < {{ recompute_start_date() }}
+            -- offset 0 keeps it a per-contact index range (not pulled up into a join); no order needed
+            offset 0  -- noqa: AM09
+        ) as older
     ) as facts
     {% else %}
     from facts
