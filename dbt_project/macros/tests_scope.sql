@@ -1,6 +1,6 @@
 {#- On a daily run the data tests of the big incremental tables check what the run wrote (docs/incremental.md,
     "Data tests"): the dense tables from L (var('tests_on_recomputed_days')), the event-level tables their last
-    write (var('tests_on_written_rows'), by the indexed _written_at); equal_rowcount always sees every row. -#}
+    write (var('tests_on_written_rows'), by the indexed _written_at); equal_rowcount scopes itself. -#}
 {% macro postgres__get_where_subquery(relation) -%}
     {%- set conditions = [] -%}
     {%- set where = config.get('where', '') -%}

@@ -151,22 +151,44 @@ def test_marts_are_filled_and_keep_their_contracts(built):
 
 def test_attributed_events_keep_one_row_per_staged_event(built):
     """int_events_attributed is incremental: its unique index refuses a second row for an event, and equal_rowcount
-    (tests/generic) against the staged events fails when an event went missing; with the row back it passes."""
+    (tests/generic) against the staged events fails when an event went missing; with the row back it passes. On a
+    daily run it counts the events the run staged (the last write) and finds each attributed: a missing event of
+    the last write fails it, an older one only the whole count."""
     admin, _, tmp = built
+    day = INTERVAL_END - timedelta(days=1)
     grain_test = ["test", "--select", "int_events_attributed,test_name:equal_rowcount"]
+    last_write = "(select max(_written_at) from staging.stg_analytics__events)"
     with psycopg.connect(admin, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute("insert into intermediate.int_events_attributed "
                          "select * from intermediate.int_events_attributed order by event_id limit 1")
-        conn.execute("create temp table held as "
-                     "select * from intermediate.int_events_attributed order by event_id limit 1")
-        conn.execute("delete from intermediate.int_events_attributed where event_id = (select event_id from held)")
+        # the build staged every event at once: the days before the last as an older write
+        conn.execute("update staging.stg_analytics__events set _written_at = _written_at - interval '1 day' "
+                     "where event_date < %s", [END])
         try:
-            with pytest.raises(AssertionError, match="equal_rowcount_int_events_attributed"):
-                _dbt(tmp, *grain_test)
+            for which, checked_daily in ((f"_written_at = {last_write}", True), (f"_written_at < {last_write}", False)):
+                conn.execute("create temp table held as select * from intermediate.int_events_attributed "
+                             "where event_id = (select event_id from staging.stg_analytics__events "
+                             f"where {which} order by event_id limit 1)")
+                assert conn.execute("select count(*) from held").fetchone()[0] == 1, which
+                conn.execute("delete from intermediate.int_events_attributed "
+                             "where event_id = (select event_id from held)")
+                try:
+                    with pytest.raises(AssertionError, match="equal_rowcount_int_events_attributed"):
+                        _dbt(tmp, *grain_test)  # no interval: every row
+                    if checked_daily:
+                        with pytest.raises(AssertionError, match="equal_rowcount_int_events_attributed"):
+                            _dbt(tmp, *grain_test, start=day)
+                    else:
+                        _dbt(tmp, *grain_test, start=day)
+                finally:
+                    conn.execute("insert into intermediate.int_events_attributed select * from held")
+                    conn.execute("drop table held")
         finally:
-            conn.execute("insert into intermediate.int_events_attributed select * from held")
+            conn.execute("update staging.stg_analytics__events set _written_at = _written_at + interval '1 day' "
+                         "where event_date < %s", [END])
     _dbt(tmp, *grain_test)
+    _dbt(tmp, *grain_test, start=day)
 
 
 def test_a_daily_runs_data_tests_check_the_rows_it_recomputed_and_a_full_test_every_row(built):
