@@ -3,7 +3,7 @@
     incremental_strategy='append',
     unlogged=false,
     on_schema_change='fail',
-    indexes=[{'columns': ['contact_id', 'rule_id'], 'unique': true}],
+    indexes=[{'columns': ['contact_id', 'rule_id'], 'unique': true}, {'columns': ['first_score_date']}],
     pre_hook=["{{ jit_off_for_daily_runs() }}", "{{ fix_recompute_start('first_score_date') }}",
               "{% if recomputes_range() %}delete from {{ this }} where first_score_date >= {{ recompute_start_date() }}"
               ~ "{% elif is_incremental() %}delete from {{ this }}{% endif %}"],
@@ -14,7 +14,9 @@
 -- Incremental: the rule hits before a run's recomputed range do not change (as in every daily table), so a first
 -- day before that range stands; the pre-hook deletes the others, and they are looked for again among the rule hits
 -- from the range's first day on (by the rule hits' day index). The range starts from the latest first day held
--- (macros/incremental.sql), never later than the rule hits' own, so a skipped run widens it.
+-- (macros/incremental.sql), never later than the rule hits' own, so a skipped run widens it. The index on
+-- first_score_date serves that latest day, the delete and a daily run's data tests (the days it wrote): a
+-- daily run reads the rows of its range, not one per contact and rule.
 with
 
 rule_hits as (
