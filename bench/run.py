@@ -25,6 +25,11 @@ Stages (each figure is median/min/max over --runs, default 3 for S and 1 for M, 
     e2e_day_parallel the same with `--parallel 2`: the      the same figures
                  tasks through Airflow's LocalExecutor,
                  two at a time, as under a scheduler
+    equal        once, after the last dbt_incr: every    equal or not, per mart; the refresh's seconds
+                 marts table's rows and content hash,
+                 then `dbt run --full-refresh`, then
+                 again (the incremental-equals-full
+                 check at the benchmark's scale)
     dag_parse    DagBag per-file duration               seconds, vs the issue's 1 s target
     push         tests/plugins/push/bench_push.py       seconds, vs the rate-limit floor
 
@@ -280,6 +285,36 @@ def stage_dbt_incr(p: dict) -> dict:
             "slowest_nodes": _slowest_nodes(p)}
 
 
+def mart_fingerprints(admin: str, schema: str = "marts") -> dict[str, list]:
+    """Every table in ``schema`` as [rows, content hash]: the sum over its rows of the first 60 bits of the row's
+    md5 (as text), which does not depend on row order and, unlike one md5 over all rows, fits any table (the
+    scores mart is 18 million rows at tier M, too long for one text value)."""
+    import psycopg  # noqa: PLC0415
+    from psycopg import sql  # noqa: PLC0415
+
+    with psycopg.connect(admin) as conn:
+        tables = [r[0] for r in conn.execute("select table_name from information_schema.tables where table_schema"
+                                             " = %s and table_type = 'BASE TABLE' order by 1", [schema]).fetchall()]
+        return {table: list(conn.execute(sql.SQL(
+            "select count(*), coalesce(sum(('x' || left(md5(t::text), 15))::bit(60)::bigint), 0)::text"
+            " from {}.{} as t").format(sql.Identifier(schema), sql.Identifier(table))).fetchone())
+            for table in tables}
+
+
+def stage_equal(p: dict) -> dict:
+    """The marts the one-day runs left against a full refresh over the same data (issue 26's correctness check):
+    each mart's rows and content hash before and after `dbt run --full-refresh` (timed; untimed: the hashes)."""
+    _, end = _interval(p)
+    admin = _target().conninfo("admin")
+    incremental = mart_fingerprints(admin)
+    seconds = _dbt(p, "run", "--full-refresh", start=None, end=end)
+    full = mart_fingerprints(admin)
+    differing = sorted(m for m in incremental.keys() | full.keys() if incremental.get(m) != full.get(m))
+    return {"seconds": seconds, "equal": not differing and bool(full), "marts": len(full),
+            "rows": sum(rows for rows, _ in full.values()), "differing": differing,
+            "incremental": incremental, "full_refresh": full}
+
+
 # pg_stat_database's counters for the bench database: rows returned by sequential scans and index entries returned
 # by index scans (tup_returned), heap rows fetched by index scans (tup_fetched), rows written, and 8 KiB blocks
 # found in shared buffers or read from the OS. They count temporary tables too, which are gone by the time the
@@ -400,10 +435,10 @@ def stage_e2e_day_parallel(p: dict) -> dict:
     return {**stage_e2e_day({**p, "parallel": 2}), "parallel": 2}
 
 
-RERUNNABLE = ("dbt_incr", "e2e_day", "e2e_day_parallel", "dag_parse", "push")
+RERUNNABLE = ("dbt_incr", "e2e_day", "e2e_day_parallel", "dag_parse", "push", "equal")
 STAGES = {"gen": stage_gen, "load": stage_load, "copy": stage_copy, "dlt": stage_dlt, "dbt_full": stage_dbt_full,
           "dbt_incr": stage_dbt_incr, "e2e_day": stage_e2e_day, "e2e_day_parallel": stage_e2e_day_parallel,
-          "dag_parse": stage_dag_parse, "push": stage_push}
+          "dag_parse": stage_dag_parse, "push": stage_push, "equal": stage_equal}
 
 
 # ---------------------------------------------------------------------------------------------- the driver
@@ -661,7 +696,8 @@ def main() -> None:
     ap.add_argument("--sample-dir", help="generate the sample here (kept) instead of a temporary folder")
     ap.add_argument("--keep-db", action="store_true", help=f"keep the scratch database {DB} afterwards")
     ap.add_argument("--skip", default="",
-                    help="comma-separated stages to leave out: dlt, push, dag_parse, e2e_day, e2e_day_parallel")
+                    help="comma-separated stages to leave out: dlt, push, dag_parse, e2e_day, e2e_day_parallel, "
+                         "equal")
     ap.add_argument("--only", default="",
                     help="comma-separated stages (dbt_incr and later) to rerun on the database a --keep-db run kept")
     ap.add_argument("--history", action="store_true",
@@ -692,16 +728,21 @@ def main() -> None:
               "push_sqls": cfg["push_sqls"], "push_rate": cfg["push_rate"]}
     say = lambda msg: print(f"[{time.perf_counter() - t_all:7.1f}s] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     runs: list[dict[str, dict]] = [{} for _ in range(n_runs)]
+    equal = None
     try:
         warehouse_up()  # machine_info asks the server its version
         info = machine_info()
         if only:
             for i in range(n_runs):
                 for stage in only:
-                    say(f"run {i + 1}/{n_runs}: {stage} (on the kept {DB})")
-                    runs[i][stage] = timed_stage(stage, params, work)
+                    if stage != "equal":
+                        say(f"run {i + 1}/{n_runs}: {stage} (on the kept {DB})")
+                        runs[i][stage] = timed_stage(stage, params, work)
+            if "equal" in only:
+                say(f"equal: the marts against a full refresh (on the kept {DB})")
+                equal = run_stage("equal", params, work)
             return finish(args, started=started, t_all=t_all, cfg=cfg, info=info, crm_counts={}, runs=runs,
-                          n_runs=n_runs, suffix="-only")
+                          n_runs=n_runs, equal=equal, suffix="-only")
         prepare_db(sample)
         for i in range(n_runs):
             say(f"run {i + 1}/{n_runs}: gen")
@@ -720,6 +761,9 @@ def main() -> None:
             for stage in ("dbt_full", "dbt_incr"):
                 say(f"run {i + 1}/{n_runs}: {stage}")
                 runs[i][stage] = timed_stage(stage, params, work)
+        if "equal" not in skip:  # once, on the marts the last one-day build left
+            say("equal: the marts against a full refresh")
+            equal = run_stage("equal", params, work)
         # the marts are built on the whole history: the daily DAG for the last day, on top of it
         for stage in ("e2e_day", "e2e_day_parallel", "dag_parse", "push"):
             if stage in skip:
@@ -734,7 +778,8 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001 - reporting matters more than the cleanup
                 print(f"could not drop {DB}: {exc}", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
-    finish(args, started=started, t_all=t_all, cfg=cfg, info=info, crm_counts=crm_counts, runs=runs, n_runs=n_runs)
+    finish(args, started=started, t_all=t_all, cfg=cfg, info=info, crm_counts=crm_counts, runs=runs, n_runs=n_runs,
+           equal=equal)
 
 
 def history_growth(args, cfg: dict, n_runs: int) -> None:
@@ -815,19 +860,23 @@ def _commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
-def finish(args, *, started, t_all, cfg, info, crm_counts, runs, n_runs, suffix="") -> None:
-    """Write <out>/<tier>-<date><suffix>.json and print the Markdown table."""
+def finish(args, *, started, t_all, cfg, info, crm_counts, runs, n_runs, equal=None, suffix="") -> None:
+    """Write <out>/<tier>-<date><suffix>.json and print the Markdown table (and the equal stage's verdict)."""
     rows = build_report(args.tier, cfg, runs)
     total = time.perf_counter() - t_all
     result = {"tier": args.tier, "started_at": started.isoformat(), "total_seconds": total, "runs": n_runs,
               "commit": _commit(), "stages_only": args.only or None,
               "config": {**cfg, "runs": n_runs, "seed": SEED, "end_date": END_DATE.isoformat()}, "machine": info,
-              "crm_rows_filled": crm_counts, "summary": rows, "raw_runs": runs}
+              "crm_rows_filled": crm_counts, "summary": rows, "raw_runs": runs, "equal": equal}
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{args.tier}-{started.date().isoformat()}{suffix}.json"
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(markdown(args.tier, rows, info, n_runs))
+    if equal:
+        verdict = "equal" if equal["equal"] else f"DIFFERENT in {', '.join(equal['differing'])}"
+        print(f"\nThe marts the one-day runs left against a full refresh ({equal['seconds']:.0f} s), rows and content"
+              f" hash: {verdict} ({equal['marts']} marts, {equal['rows']:,} rows).")
     print(f"\ntotal {total:.0f} s; results: {path}")
 
 

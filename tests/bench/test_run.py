@@ -42,3 +42,32 @@ def test_db_work_takes_the_deltas_and_counts_a_replaced_table_from_zero():
         {"table": "intermediate.kept", "rows_read": 300, "rows_written": 20, "seq_scans": 1},
         {"table": "marts.replaced", "rows_read": 120, "rows_written": 100, "seq_scans": 0},
     ]
+
+
+def test_mart_fingerprints_ignore_row_order_and_see_one_changed_value_or_a_duplicate_row(wh_target):
+    """The equal stage's hashes: the same rows in another order hash the same; one value changed, or one row
+    twice, hash differently; the row count is the table's."""
+    import psycopg  # noqa: PLC0415
+
+    bench = _bench_run()
+    admin = wh_target.conninfo("admin")
+    rows = "(1, 'a', 0.5::float8, date '2026-11-01'), (2, 'b', null, date '2026-11-02'), (3, 'c', 1e-9, null)"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("drop schema if exists bench_fingerprints cascade; create schema bench_fingerprints")
+        try:
+            for name, order in (("ascending", "1"), ("descending", "1 desc")):
+                conn.execute(f"create table bench_fingerprints.{name} as select * from (values {rows}) as v"
+                             f" (id, label, score, day) order by {order}")
+            conn.execute("create table bench_fingerprints.changed as select * from bench_fingerprints.ascending")
+            conn.execute("update bench_fingerprints.changed set score = 0.25 where id = 1")
+            conn.execute("create table bench_fingerprints.twice as select * from bench_fingerprints.ascending"
+                         " union all select * from bench_fingerprints.ascending where id = 3")
+            conn.execute("create table bench_fingerprints.empty as select * from bench_fingerprints.ascending limit 0")
+            prints = bench.mart_fingerprints(admin, "bench_fingerprints")
+        finally:
+            conn.execute("drop schema bench_fingerprints cascade")
+    assert sorted(prints) == ["ascending", "changed", "descending", "empty", "twice"]
+    assert prints["ascending"] == prints["descending"]
+    assert prints["ascending"][0] == 3 and prints["twice"][0] == 4 and prints["empty"] == [0, "0"]
+    assert prints["changed"][0] == 3 and prints["changed"][1] != prints["ascending"][1]
+    assert prints["twice"][1] != prints["ascending"][1]
