@@ -139,17 +139,34 @@
 {#- What a follower reads of `relation` (with visitor_key): every row on a whole rebuild, else the changed visitors'
     rows, from their changed_from on when `since` names the time column: one range read each on the
     (visitor_key[, since]) index (a lateral join; a plain join let the planner, which cannot see how few rows a
-    visitor has or how recent changed_from is, scan all 10 million events at tier M for the 130,000 it needed). -#}
-{% macro changed_visitor_rows(relation, whole, since=none) -%}
+    visitor has or how recent changed_from is, scan all 10 million events at tier M for the 130,000 it needed).
+    `where` filters the rows; `first_by` (an order on the index's time column) keeps each changed visitor's first
+    row only, one index probe (a whole rebuild reads every row: the model picks the first itself). -#}
+{% macro changed_visitor_rows(relation, whole, since=none, where=none, first_by=none) -%}
     {%- if whole %}
-    select source_rows.* from {{ relation }} as source_rows
+    select source_rows.* from {{ relation }} as source_rows{% if where %} where {{ where }}{% endif %}
     {%- else %}
     select source_rows.* from pg_temp.handoff_changes as changed
     cross join lateral (
         select * from {{ relation }} as held
         where held.visitor_key = changed.key{% if since %} and held.{{ since }} >= changed.changed_from{% endif %}
+            {%- if where %} and {{ where }}{% endif %}
+        {%- if first_by %}
+        order by {{ first_by }} limit 1
+        {%- else %}
         offset 0  -- keeps the planner from flattening the lateral read into a join
+        {%- endif %}
     ) as source_rows
+    {%- endif %}
+{%- endmacro %}
+
+{#- A pre-hook for a follower kept by UTC day: each changed visitor's changed_from moves back to the start of its day,
+    so the day it rewrites is read whole. -#}
+{% macro changes_from_day_start() -%}
+    {%- if not rebuilds_whole(attribution_log()) %}
+    update pg_temp.handoff_changes
+    set changed_from = date_trunc('day', changed_from at time zone 'UTC') at time zone 'UTC'
+    where changed_from > '-infinity'
     {%- endif %}
 {%- endmacro %}
 

@@ -724,7 +724,8 @@ def test_two_weeks_of_daily_runs_with_late_events_equal_one_full_refresh(built):
 
 
 EVENT_LEVEL = ["int_identities_stitched", "int_events_attributed", "int_sessions_sessionized",
-               "int_contact_engagement_facts", "int_contact_web_touchpoints", "int_contact_touchpoints"]
+               "int_contact_engagement_facts", "int_contact_content_days", "int_contact_web_touchpoints",
+               "int_contact_touchpoints"]
 
 
 def _event_level_rows(admin: str) -> dict[str, Counter]:

@@ -1,4 +1,4 @@
-{{ config(pre_hook=["{{ changes_read(attribution_log(), after=['int_sessions_sessionized']) }}",
+{{ config(pre_hook=["{{ changes_read(attribution_log(), after=['int_sessions_sessionized', 'int_contact_content_days']) }}",
                     "{{ visitor_rows_retract('contact_id') }}"],
           post_hook="{{ changes_applied(attribution_log()) }}",
           **appended_table_config([{'columns': ['contact_id'], 'unique': true}])) }}
@@ -6,17 +6,24 @@
 -- Per contact, from its web history: first touch (the first session's source/medium), last page or track event,
 -- and the top content it consumed (catalog titles by views and downloads). int_contact_touchpoints adds the CRM
 -- activities. Incremental by contact (macros/visitor_changes.sql): a daily run recomputes the contacts whose events
--- the attribution changed, from their whole history.
+-- the attribution changed: the first session and the last event by one index probe each, the top content from the
+-- contact's content days (one row per title and day), not from every event it ever had.
 with
 
 sessions as (
-    select * from ({{ changed_visitor_rows(ref('int_sessions_sessionized'), whole) }}) as held
+    select * from ({{ changed_visitor_rows(ref('int_sessions_sessionized'), whole,
+                                           first_by='started_at, session_id') }}) as held
     where contact_id is not null
 ),
 
 events as (
-    select * from ({{ changed_visitor_rows(ref('int_events_attributed'), whole) }}) as attributed
+    select * from ({{ changed_visitor_rows(ref('int_events_attributed'), whole,
+                                           where="event_type in ('page', 'track')", first_by='event_at desc') }}) as attributed
     where contact_id is not null
+),
+
+content_days as (
+    select * from ({{ changed_visitor_rows(ref('int_contact_content_days'), whole) }}) as held
 ),
 
 first_sessions as (
@@ -33,14 +40,12 @@ first_sessions as (
 last_event as (
     select contact_id, max(event_at) as last_event_at
     from events
-    where event_type in ('page', 'track')
     group by contact_id
 ),
 
 content_counts as (
-    select contact_id, content_title, count(*) as times, max(event_at) as last_at
-    from events
-    where content_title is not null
+    select contact_id, content_title, sum(times) as times, max(last_at) as last_at
+    from content_days
     group by contact_id, content_title
 ),
 
