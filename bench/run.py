@@ -49,6 +49,10 @@ for, e.g. dbt and the CRM sandbox; it never includes the PostgreSQL server). Scr
 (dropped at the end unless --keep-db); the sample goes into a temporary folder unless --sample-dir is given.
 Results: <out>/<tier>-<date>.json and a Markdown table on stdout.
 
+The equal stage compares what the last stage left: after an e2e stage (`--only e2e_day,equal`) the daily DAG has
+pushed the SQLs of sql_handoff_queue, so the refresh's queue lacks exactly those (the queue is what the CRM had not
+acknowledged when the mart was built).
+
 `--only e2e_day_parallel` (any stages from dbt_incr on) reruns stages on the database a `--keep-db` run kept, with
 its sample (`--sample-dir`): nothing is generated or loaded first. Its results file is <tier>-<date>-only.json.
 """
