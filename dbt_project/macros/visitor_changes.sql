@@ -161,12 +161,13 @@
 {%- endmacro %}
 
 {#- A pre-hook for a follower kept by UTC day: each changed visitor's changed_from moves back to the start of its day,
-    so the day it rewrites is read whole. -#}
+    so the day it rewrites is read whole (analyzed again: without it the delete scanned the whole table). -#}
 {% macro changes_from_day_start() -%}
     {%- if not rebuilds_whole(attribution_log()) %}
     update pg_temp.handoff_changes
     set changed_from = date_trunc('day', changed_from at time zone 'UTC') at time zone 'UTC'
-    where changed_from > '-infinity'
+    where changed_from > '-infinity';
+    analyze handoff_changes
     {%- endif %}
 {%- endmacro %}
 
