@@ -3,7 +3,9 @@
     .venv/bin/python bench/run.py --tier S|M [--runs N] [--out bench/results] [--keep-db]
 
 from the checkout's root; the script finds the repository from its own path (REPO below), so any working
-directory and any checkout location work.
+directory and any checkout location work. One file, though long: every stage runs as a subprocess of this same
+script (``--stage NAME``), so the stages, the tier table and the report stay together; the daily-run stage's setup
+is ``bench/e2e.py``, the scheduler's dbt-stage measurement ``bench/scheduler_dbt_stage.py``.
 
 Tiers: S = 5,000 contacts x 180 days, M = 100,000 contacts x 180 days (same seed, end date 2026-11-24).
 Stages (each figure is median/min/max over --runs, default 3 for S and 1 for M, and a ratio to its limit or peer):

@@ -42,7 +42,8 @@ def _ts(text: str) -> datetime:
 
 
 def run(home: Path, run_id: str, minutes: int) -> dict:
-    from handoff.airflow_services import Api, read_state  # noqa: PLC0415
+    from handoff.airflow_api import Api  # noqa: PLC0415
+    from handoff.airflow_services import read_state  # noqa: PLC0415
 
     creds = json.loads((home / "airflow" / "credentials.json").read_text())
     api = Api.login(read_state().url, "admin", creds["admin_password"])

@@ -2,6 +2,9 @@
 
 Every command has ``--help``; errors exit non-zero with a sentence that says what to do — including an invalid
 ``config/sources.yml`` or funnel definition (one ``handoff: error: ...`` line naming the file and key, no traceback).
+
+One module, though long: ``build_parser`` lists every command in one place, and each ``cmd_*`` only turns its
+arguments into a call to the module that does the work (warehouse, load, push, lab, …).
 """
 
 from __future__ import annotations

@@ -41,6 +41,11 @@ MARKER = "HANDOFF_SUPERVISED"
 MAX_EXITS, EXIT_WINDOW_SECONDS, MAX_BACKOFF_SECONDS = 5, 300.0, 30.0
 
 
+class ServicesError(RuntimeError):
+    """A local service (Airflow's, the CRM sandbox, Redis) could not be started, reached or stopped; the message
+    says what to do."""
+
+
 @dataclass(frozen=True)
 class Service:
     name: str

@@ -4,6 +4,9 @@ One module-scoped build (800 contacts × 90 days), then checks on values a perso
 filled and carry their contract columns, no mart holds an email or phone number, the conversion marts equal a
 plain-Python recomputation, the rule-based MQL/SQL days equal the days the sample planted, the measured channel
 ranking follows the planted one, and day-by-day incremental runs equal a full refresh.
+
+One module, though long: every check reads the one module-scoped build (a minute and more of dbt), which a split
+would repeat per module.
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ def _redis_servers(home: Path) -> list[str]:
 
 def test_the_celery_executor_builds_the_marts_the_local_executor_builds_and_pushes_each_sql_once(
         home, tmp_path_factory):
-    from handoff.airflow_services import Api  # noqa: PLC0415
+    from handoff.airflow_api import Api  # noqa: PLC0415
 
     home, env, run = home
     services = home / "airflow" / "services"

@@ -41,7 +41,7 @@ from tests.e2e.rest_runs import (
 pytestmark = pytest.mark.airflow_services
 
 def test_airflow_services_run_a_triggered_day_a_second_trigger_and_a_backfill(home):
-    from handoff.airflow_services import Api  # noqa: PLC0415
+    from handoff.airflow_api import Api  # noqa: PLC0415
 
     home, env, run = home
     services = home / "airflow" / "services"

@@ -43,7 +43,7 @@ def _tries(api, run_id: str) -> dict[str, int]:
 
 
 def test_the_watcher_mode_builds_the_marts_the_local_mode_builds_and_pushes_each_sql_once(home, tmp_path_factory):
-    from handoff.airflow_services import Api  # noqa: PLC0415
+    from handoff.airflow_api import Api  # noqa: PLC0415
 
     home, env, run = home
     env["HANDOFF_DBT_EXECUTION_MODE"] = "watcher"  # reaches every service, and the tasks, through their environment

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
-from handoff import airflow_run, airflow_services, supervisor
+from handoff import airflow_run, airflow_services, celery_broker, supervisor
 from handoff.warehouse import Target
 
 from tests.waiting import wait_until
@@ -83,10 +83,10 @@ def test_the_scheduler_does_not_start_while_an_in_process_run_holds_the_lock(hom
 
 
 def test_celery_layout_keeps_redis_password_off_command_lines_and_in_a_private_config(home, monkeypatch):
-    monkeypatch.setattr(airflow_services.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(celery_broker.shutil, "which", lambda name: f"/usr/bin/{name}")
     creds, _ = airflow_services.credentials()
     state = airflow_services.State(port=8461, crm_port=None, executor="celery", redis_port=6390)
-    conf = airflow_services.write_redis_config(state.redis_port, creds["redis_password"])
+    conf = celery_broker.write_config(state.redis_port, creds["redis_password"])
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600 and conf.parent == home.resolve() / "airflow" / "redis"
     text = conf.read_text()
     assert "bind 127.0.0.1\nport 6390\n" in text and f"requirepass {creds['redis_password']}\n" in text
@@ -115,7 +115,7 @@ def test_celery_layout_keeps_redis_password_off_command_lines_and_in_a_private_c
 
 
 def test_without_redis_server_the_celery_executor_says_what_to_install(home, monkeypatch):
-    monkeypatch.setattr(airflow_services.shutil, "which", lambda name: None)
+    monkeypatch.setattr(celery_broker.shutil, "which", lambda name: None)
     with pytest.raises(airflow_services.ServicesError, match=r"redis-server not found: .*`apt-get install "
                                                              r"redis-server`"):
         airflow_services.up(executor="celery", log=lambda *_: None)

@@ -8,6 +8,7 @@ One module-scoped dbt build of a small sample (300 contacts × 90 days) on the t
   queried here as the BI role with the test's own SQL. The static report is written by ``handoff report`` and
   opened the same way with every network request refused. Screenshots are saved in ``.local/test-artifacts/``
   (and the pytest tmp folder).
+One module, though long: the checks share the one dbt build and the one browser.
 """
 
 from __future__ import annotations

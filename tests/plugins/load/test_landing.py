@@ -1,6 +1,7 @@
 """The landing folder, walked: every file seen gets one outcome in ops.landing_files (loaded, loaded with
 quarantined lines, rejected, skipped, each with its reason); unreadable files are rejected and the rest load;
-`handoff load analytics --dry-run` lists what a run would do and writes nothing."""
+`handoff load analytics --dry-run` lists what a run would do and writes nothing. One module, though long: one
+file outcome per test, all against the same ledger."""
 
 from __future__ import annotations
 
