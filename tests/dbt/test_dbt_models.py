@@ -201,7 +201,7 @@ def test_a_daily_runs_data_tests_check_the_rows_it_recomputed_and_a_full_test_ev
     admin, _, tmp = built
     day = INTERVAL_END - timedelta(days=1)
     rule_hits = ["test", "--select", "int_contact_rule_hits_daily,test_name:not_null_columns"]
-    events = ["test", "--select", "stg_analytics__events,test_name:not_null"]
+    events = ["test", "--select", "stg_analytics__events,test_name:not_null_columns"]
     last_write = "(select max(_written_at) from staging.stg_analytics__events)"
     nulled = [  # (table, its key, the column nulled, which row, does the daily run's test check that row?)
         ("int_contact_rule_hits_daily", "(contact_id, score_date, rule_id)", "kind", f"score_date = '{END}'", True),
