@@ -264,11 +264,25 @@ def _dbt(p: dict, *args: str, start: datetime | None, end: datetime) -> float:
     return time.perf_counter() - t0
 
 
+def _run_results(p: dict) -> list[dict]:
+    return json.loads((Path(p["work"]) / "dbt_target" / "run_results.json").read_text())["results"]
+
+
 def _slowest_nodes(p: dict, n: int = 12) -> dict[str, float]:
     """The build's n slowest nodes (dbt's run_results.json), seconds each: where a build's time went."""
-    results = json.loads((Path(p["work"]) / "dbt_target" / "run_results.json").read_text())["results"]
-    slowest = sorted(results, key=lambda r: r["execution_time"], reverse=True)[:n]
+    slowest = sorted(_run_results(p), key=lambda r: r["execution_time"], reverse=True)[:n]
     return {r["unique_id"].split(".", 2)[-1]: round(r["execution_time"], 1) for r in slowest}
+
+
+def _node_seconds(p: dict) -> dict[str, dict[str, float]]:
+    """The build's nodes by kind (model, test, seed, ...): how many, and their seconds added up (run_results.json;
+    with dbt's threads the sum exceeds the wall time). How much of a build its data tests are."""
+    kinds: dict[str, dict[str, float]] = {}
+    for r in _run_results(p):
+        kind = kinds.setdefault(r["unique_id"].split(".", 1)[0], {"nodes": 0, "seconds": 0.0})
+        kind["nodes"] += 1
+        kind["seconds"] = round(kind["seconds"] + r["execution_time"], 2)
+    return kinds
 
 
 def stage_dbt_full(p: dict) -> dict:
@@ -288,7 +302,7 @@ def stage_dbt_incr(p: dict) -> dict:
     before = db_counters(admin)
     seconds = _dbt(p, "build", start=end - timedelta(days=1), end=end)
     return {"seconds": seconds, "setup": setup, "db_work": db_work(before, db_counters(admin)),
-            "slowest_nodes": _slowest_nodes(p)}
+            "slowest_nodes": _slowest_nodes(p), "node_seconds": _node_seconds(p)}
 
 
 def mart_fingerprints(admin: str, schema: str = "marts") -> dict[str, list]:
