@@ -80,23 +80,31 @@
 
 {#- A model's applied inputs, (kind, key, value) rows kept in `<model>__applied` in the transaction of its rows. The
     pre-hook half: on an incremental run pg_temp.<prefix>_inputs = the inputs now, pg_temp.<prefix>_changed = the
-    rows that differ either way (new, gone or changed keys). -#}
+    rows that differ either way (new, gone or changed keys), is_now telling which side each row is from. -#}
 {% macro applied_inputs_diff(prefix, inputs_sql) -%}
     {%- set applied = _suffixed(this, '__applied') -%}
     create table if not exists {{ applied }} (kind text not null, key text not null, value text);
     {%- if is_incremental() %}
     create temp table {{ prefix }}_inputs on commit drop as {{ inputs_sql }};
     create temp table {{ prefix }}_changed on commit drop as
-        (select * from {{ prefix }}_inputs except select * from {{ applied }})
-        union
-        (select * from {{ applied }} except select * from {{ prefix }}_inputs);
+        (select *, true as is_now from {{ prefix }}_inputs except select *, true from {{ applied }})
+        union all
+        (select *, false as is_now from {{ applied }} except select *, false from {{ prefix }}_inputs);
     analyze {{ prefix }}_changed;
     {%- endif %}
 {%- endmacro %}
 
-{#- The post-hook half: the inputs applied (the ones diffed, or read now after a full build). -#}
+{#- The post-hook half: the applied inputs become the inputs now. On an incremental run only the rows that differ
+    are written (the rows gone leave, the rows new arrive); after a full build every row. -#}
 {% macro applied_inputs_record(prefix, inputs_sql) -%}
     {%- set applied = _suffixed(this, '__applied') -%}
+    {%- if is_incremental() %}
+    delete from {{ applied }} as held using {{ prefix }}_changed as changed
+    where not changed.is_now and held.kind = changed.kind and held.key = changed.key
+        and held.value is not distinct from changed.value;
+    insert into {{ applied }} select kind, key, value from {{ prefix }}_changed where is_now
+    {%- else %}
     delete from {{ applied }};
-    insert into {{ applied }} {% if is_incremental() %}select * from {{ prefix }}_inputs{% else %}{{ inputs_sql }}{% endif %}
+    insert into {{ applied }} {{ inputs_sql }}
+    {%- endif %}
 {%- endmacro %}
