@@ -45,6 +45,7 @@ for dag_id, dag in bag.dags.items():
                               "upstream": sorted(t.upstream_task_ids),
                               "trigger_rule": getattr(t.trigger_rule, "value", str(t.trigger_rule)),
                               "dbt_global_flags": getattr(t, "dbt_cmd_global_flags", None),
+                              "dbt_flags": getattr(t, "dbt_cmd_flags", None),
                               "on_execute": [getattr(cb, "__name__", str(cb))
                                              for cb in (t.on_execute_callback or [])]}
                   for t in dag.tasks},
@@ -138,6 +139,16 @@ def test_every_dbt_task_skips_json_artifacts_and_freezes_the_heap_before_it_runs
     for task_id, task in dbt_tasks.items():
         assert "--no-write-json" in task["dbt_global_flags"], task_id
         assert task["on_execute"] == ["freeze_heap"], task_id
+
+
+def test_a_daily_runs_dbt_tasks_leave_the_unit_tests_to_make_test(parsed):
+    """Unit tests check the models' logic on fixed YAML rows; a day's data cannot change them (tests/dbt runs them)."""
+    dbt_tasks = {tid: t for tid, t in parsed["dags"]["handoff_daily"]["tasks"].items()
+                 if t["dbt_global_flags"] is not None}
+    assert len(dbt_tasks) > 20
+    for task_id, task in dbt_tasks.items():
+        flags = task["dbt_flags"]
+        assert flags[flags.index("--exclude-resource-type") + 1] == "unit_test", task_id
 
 
 def test_freeze_heap_leaves_what_a_task_allocates_collectable():
