@@ -239,6 +239,44 @@ def test_a_daily_runs_data_tests_check_the_rows_it_recomputed_and_a_full_test_ev
     _dbt(tmp, *events, start=day)
 
 
+def test_a_daily_run_keeps_exactly_the_inputs_it_applied(built):
+    """macros/change_logs.sql, applied_inputs_*: a daily run writes only the applied inputs that differ. A contact's
+    changed email replaces its one row in stitching's `__applied` (the old row gone, no copy), and undoing the change
+    brings the old row back; every other row stays, so the table's size does not move."""
+    admin, _, tmp = built
+    day = INTERVAL_END - timedelta(days=1)
+    applied = "intermediate.int_identities_stitched__applied"
+    contact = _rows(admin, "select record_id from raw.crm_contacts where record -> 'properties' ->> 'email' like '%%@%%'"
+                           " order by record_id limit 1")[0]["record_id"]
+
+    def rows_of_contact() -> list[str]:
+        return [r["value"] for r in _rows(admin, f"select value from {applied} where kind = 'contact' and key = %s",
+                                          [contact])]
+
+    def size() -> int:
+        return _rows(admin, f"select count(*) as n from {applied}")[0]["n"]
+
+    _dbt(tmp, "run", "--select", "int_identities_stitched", start=day)
+    before, held = rows_of_contact(), size()
+    assert len(before) == 1
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("create table raw.test_applied_backup as select * from raw.crm_contacts where record_id = %s",
+                     [contact])
+        conn.execute("update raw.crm_contacts set record = jsonb_set(record, '{properties,email}', "
+                     "'\"someone.new@example.org\"') where record_id = %s", [contact])
+        try:
+            _dbt(tmp, "run", "--select", "int_identities_stitched", start=day)
+            changed = rows_of_contact()
+            assert len(changed) == 1 and "someone.new@example.org" in changed[0] and changed != before
+            assert size() == held
+        finally:
+            conn.execute("delete from raw.crm_contacts where record_id = %s", [contact])
+            conn.execute("insert into raw.crm_contacts select * from raw.test_applied_backup")
+            conn.execute("drop table raw.test_applied_backup")
+    _dbt(tmp, "run", "--select", "int_identities_stitched", start=day)
+    assert rows_of_contact() == before and size() == held
+
+
 def test_dense_daily_tables_keep_later_inserts_out_of_the_full_builds_packed_pages(built):
     """Built whole, each dense daily table takes fillfactor 90 for later inserts (macros/contact_changes.sql,
     dense_rows_record), so a daily run's rows fill the pages the previous run's days freed rather than the few
