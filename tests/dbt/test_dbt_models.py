@@ -246,8 +246,9 @@ def test_a_daily_run_keeps_exactly_the_inputs_it_applied(built):
     admin, _, tmp = built
     day = INTERVAL_END - timedelta(days=1)
     applied = "intermediate.int_identities_stitched__applied"
-    contact = _rows(admin, "select record_id from raw.crm_contacts where record -> 'properties' ->> 'email' like '%%@%%'"
-                           " order by record_id limit 1")[0]["record_id"]
+    with_email = _rows(admin, "select record_id from raw.crm_contacts"
+                              " where record -> 'properties' ->> 'email' like '%%@%%' order by record_id limit 1")
+    contact = with_email[0]["record_id"]
 
     def rows_of_contact() -> list[str]:
         return [r["value"] for r in _rows(admin, f"select value from {applied} where kind = 'contact' and key = %s",
