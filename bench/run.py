@@ -282,8 +282,8 @@ def _node_seconds(p: dict) -> dict[str, dict[str, float]]:
     for r in _run_results(p):
         kind = kinds.setdefault(r["unique_id"].split(".", 1)[0], {"nodes": 0, "seconds": 0.0})
         kind["nodes"] += 1
-        kind["seconds"] = round(kind["seconds"] + r["execution_time"], 2)
-    return kinds
+        kind["seconds"] += r["execution_time"]
+    return {name: {**kind, "seconds": round(kind["seconds"], 2)} for name, kind in kinds.items()}
 
 
 def stage_dbt_full(p: dict) -> dict:

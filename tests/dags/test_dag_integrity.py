@@ -132,9 +132,13 @@ def test_daily_dag_order_is_extract_load_then_dbt_then_push(parsed):
     assert parsed["dags"]["handoff_daily"]["timetable"] == "CronDataIntervalTimetable"
 
 
+def _dbt_tasks(parsed: dict) -> dict:
+    """The daily DAG's dbt tasks (the Cosmos operators, which carry dbt's global flags)."""
+    return {tid: t for tid, t in parsed["dags"]["handoff_daily"]["tasks"].items() if t["dbt_global_flags"] is not None}
+
+
 def test_every_dbt_task_skips_json_artifacts_and_freezes_the_heap_before_it_runs(parsed):
-    dbt_tasks = {tid: t for tid, t in parsed["dags"]["handoff_daily"]["tasks"].items()
-                 if t["dbt_global_flags"] is not None}
+    dbt_tasks = _dbt_tasks(parsed)
     assert "dbt_staging" in dbt_tasks and len(dbt_tasks) > 20  # the staging build and one task per model
     for task_id, task in dbt_tasks.items():
         assert "--no-write-json" in task["dbt_global_flags"], task_id
@@ -143,8 +147,7 @@ def test_every_dbt_task_skips_json_artifacts_and_freezes_the_heap_before_it_runs
 
 def test_a_daily_runs_dbt_tasks_leave_the_unit_tests_to_make_test(parsed):
     """Unit tests check the models' logic on fixed YAML rows; a day's data cannot change them (tests/dbt runs them)."""
-    dbt_tasks = {tid: t for tid, t in parsed["dags"]["handoff_daily"]["tasks"].items()
-                 if t["dbt_global_flags"] is not None}
+    dbt_tasks = _dbt_tasks(parsed)
     assert len(dbt_tasks) > 20
     for task_id, task in dbt_tasks.items():
         flags = task["dbt_flags"]
