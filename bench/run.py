@@ -74,6 +74,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -385,9 +386,11 @@ def db_counters(admin: str) -> dict:
     return last
 
 
-def db_work(before: dict, after: dict, top: int = 15) -> dict:
+def db_work(before: dict, after: dict) -> dict:
     """What happened between two db_counters reads: the database's deltas (rows_read = tup_returned, the figure the
-    history-growth target is about), and the tables that read the most rows, with their sequential scans."""
+    history-growth target is about), and every table that read or wrote rows, the most read first, with its
+    sequential scans (a table's rows_read is its heap rows scanned plus fetched by index: the database's figure
+    also counts index entries, temporary tables and the catalogs)."""
     delta = {k: after["database"][k] - before["database"][k] for k in DB_COUNTERS}
     tables = []
     for oid, now in after["tables"].items():
@@ -395,11 +398,12 @@ def db_work(before: dict, after: dict, top: int = 15) -> dict:
         tables.append({"table": now["name"], "rows_read": now["read"] - was["read"],
                        "rows_written": now["written"] - was["written"],
                        "seq_scans": now["seq_scans"] - was["seq_scans"]})
-    tables.sort(key=lambda t: t["rows_read"], reverse=True)
+    tables = sorted((t for t in tables if t["rows_read"] or t["rows_written"]), key=lambda t: t["rows_read"],
+                    reverse=True)
     return {"rows_read": delta["tup_returned"], "rows_fetched_by_index": delta["tup_fetched"],
             "rows_written": delta["tup_inserted"] + delta["tup_updated"] + delta["tup_deleted"],
             "blocks_touched": delta["blks_hit"] + delta["blks_read"], "blocks_read_from_os": delta["blks_read"],
-            "temp_mib": round(delta["temp_bytes"] / 2**20, 1), "top_tables_by_rows_read": tables[:top]}
+            "temp_mib": round(delta["temp_bytes"] / 2**20, 1), "tables_by_rows_read": tables}
 
 
 def stage_dag_parse(p: dict) -> dict:
@@ -852,7 +856,8 @@ def history_growth(args, cfg: dict, n_runs: int) -> None:
               "total_seconds": time.perf_counter() - t_all, "runs": n_runs, "commit": _commit(),
               "config": {"history_days": HISTORY_DAYS, "contacts_factor": HISTORY_CONTACTS_FACTOR, "seed": SEED,
                          "end_date": END_DATE.isoformat(), "targets": HISTORY_TARGETS},
-              "machine": info, "lengths": lengths, "growth": growth, "targets_met": met}
+              "machine": info, "lengths": lengths, "growth": growth, "targets_met": met,
+              "growth_by_table": growth_by_table(short["raw_runs"], long_["raw_runs"])}
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{args.tier}-{started.date().isoformat()}-history.json"
@@ -870,6 +875,23 @@ def history_growth(args, cfg: dict, n_runs: int) -> None:
           f"{growth['rows_read']:.2f}x (target <= {HISTORY_TARGETS['rows_read']}) | {growth['rows_written']:.2f}x | "
           f"{growth['blocks_touched']:.2f}x |")
     print(f"\ntotal {time.perf_counter() - t_all:.0f} s; results: {path}")
+
+
+def growth_by_table(short_runs: list[dict], long_runs: list[dict]) -> list[dict]:
+    """Where the rows read grow: each table's median rows read per one-day build on the shorter and the longer
+    history, the largest growth first (a table a build replaces counts the reads of its new copy only)."""
+    def medians(runs: list[dict]) -> dict[str, float]:
+        per_table = defaultdict(list)
+        for run in runs:
+            for t in run["db_work"]["tables_by_rows_read"]:
+                per_table[t["table"]].append(t["rows_read"])
+        return {name: statistics.median(reads + [0] * (len(runs) - len(reads))) for name, reads in per_table.items()}
+
+    short, long_ = medians(short_runs), medians(long_runs)
+    rows = [{"table": name, "short": short.get(name, 0), "long": long_.get(name, 0),
+             "growth": round(long_.get(name, 0) / short[name], 2) if short.get(name) else None}
+            for name in short.keys() | long_.keys()]
+    return sorted(rows, key=lambda r: (r["short"] - r["long"], r["table"]))
 
 
 def _commit() -> str | None:

@@ -38,9 +38,26 @@ def test_db_work_takes_the_deltas_and_counts_a_replaced_table_from_zero():
     assert work["rows_written"] == 30 + 5 + 5
     assert work["blocks_touched"] == 300 + 20 and work["blocks_read_from_os"] == 20
     assert work["temp_mib"] == 3.0
-    assert work["top_tables_by_rows_read"] == [
+    assert work["tables_by_rows_read"] == [
         {"table": "intermediate.kept", "rows_read": 300, "rows_written": 20, "seq_scans": 1},
         {"table": "marts.replaced", "rows_read": 120, "rows_written": 100, "seq_scans": 0},
+    ]
+
+
+def test_growth_by_table_takes_each_tables_median_and_puts_the_largest_growth_first():
+    bench = _bench_run()
+
+    def run(**reads: int) -> dict:
+        return {"db_work": {"tables_by_rows_read": [{"table": name, "rows_read": n} for name, n in reads.items()]}}
+
+    # three runs each; "late" is read in one of the three shorter runs only (its median there is 0)
+    short = [run(steady=100, grows=50, late=9), run(steady=110, grows=60), run(steady=90, grows=40)]
+    long_ = [run(steady=100, grows=120), run(steady=100, grows=100), run(steady=105, grows=110, new=7)]
+    assert bench.growth_by_table(short, long_) == [
+        {"table": "grows", "short": 50, "long": 110, "growth": 2.2},
+        {"table": "late", "short": 0, "long": 0, "growth": None},  # then equal growth by name
+        {"table": "new", "short": 0, "long": 0, "growth": None},
+        {"table": "steady", "short": 100, "long": 100, "growth": 1.0},
     ]
 
 
