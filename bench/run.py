@@ -353,8 +353,9 @@ DB_WORK_KEYS = ("rows_read", "rows_fetched_by_index", "rows_written", "blocks_to
 
 
 def db_counters(admin: str) -> dict:
-    """The bench database's cumulative counters: the database's (DB_COUNTERS) and each table's rows read (sequential
-    + index fetches) and written, by table oid (a table a build replaces is a new oid, its counts start at 0).
+    """The bench database's cumulative counters: the database's (DB_COUNTERS) and each table's rows read (rows
+    scanned + index entries returned, as the database's tup_returned counts them) and written, by table oid (a table
+    a build replaces is a new oid, its counts start at 0), the catalogs' too.
 
     A backend's counts reach the shared statistics when its transaction ends and, at the latest, as it exits; the
     build's connections have closed when this runs, so the read repeats until two reads agree (each its own snapshot).
@@ -369,8 +370,8 @@ def db_counters(admin: str) -> dict:
             database = conn.execute(sql.SQL("select {} from pg_stat_database where datname = %s").format(columns),
                                     [DB]).fetchone()
             tables = conn.execute(
-                "select relid, schemaname || '.' || relname, coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0),"
-                " n_tup_ins + n_tup_upd + n_tup_del, coalesce(seq_scan, 0) from pg_stat_user_tables"
+                "select relid, schemaname || '.' || relname, coalesce(seq_tup_read, 0) + coalesce(idx_tup_read, 0),"
+                " n_tup_ins + n_tup_upd + n_tup_del, coalesce(seq_scan, 0) from pg_stat_all_tables"
                 " where schemaname not like 'pg_temp%%'").fetchall()
         return {"database": dict(zip(DB_COUNTERS, database, strict=True)),
                 "tables": {oid: {"name": name, "read": read, "written": written, "seq_scans": scans}
@@ -389,8 +390,8 @@ def db_counters(admin: str) -> dict:
 def db_work(before: dict, after: dict) -> dict:
     """What happened between two db_counters reads: the database's deltas (rows_read = tup_returned, the figure the
     history-growth target is about), and every table that read or wrote rows, the most read first, with its
-    sequential scans (a table's rows_read is its heap rows scanned plus fetched by index: the database's figure
-    also counts index entries, temporary tables and the catalogs)."""
+    sequential scans. The tables' rows_read add up to the database's but for the temporary tables, which are gone
+    with their transaction before the counters are read."""
     delta = {k: after["database"][k] - before["database"][k] for k in DB_COUNTERS}
     tables = []
     for oid, now in after["tables"].items():
