@@ -370,8 +370,10 @@ def db_counters(admin: str) -> dict:
             database = conn.execute(sql.SQL("select {} from pg_stat_database where datname = %s").format(columns),
                                     [DB]).fetchone()
             tables = conn.execute(
-                "select relid, schemaname || '.' || relname, coalesce(seq_tup_read, 0) + coalesce(idx_tup_read, 0),"
+                "select relid, schemaname || '.' || relname, coalesce(seq_tup_read, 0) + coalesce(entries, 0),"
                 " n_tup_ins + n_tup_upd + n_tup_del, coalesce(seq_scan, 0) from pg_stat_all_tables"
+                " left join (select relid, sum(idx_tup_read)::bigint as entries from pg_stat_all_indexes"
+                " group by relid) as indexes using (relid)"
                 " where schemaname not like 'pg_temp%%'").fetchall()
         return {"database": dict(zip(DB_COUNTERS, database, strict=True)),
                 "tables": {oid: {"name": name, "read": read, "written": written, "seq_scans": scans}

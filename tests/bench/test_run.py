@@ -88,3 +88,32 @@ def test_mart_fingerprints_ignore_row_order_and_see_one_changed_value_or_a_dupli
     assert prints["ascending"][0] == 3 and prints["twice"][0] == 4 and prints["empty"] == [0, "0"]
     assert prints["changed"][0] == 3 and prints["changed"][1] != prints["ascending"][1]
     assert prints["twice"][1] != prints["ascending"][1]
+
+
+def test_db_counters_count_a_tables_scanned_rows_and_index_entries_as_the_database_does(wh_target, monkeypatch):
+    """db_counters on a real database: a scan of a 1,000-row table adds 1,000 to its rows read, an index range of
+    10 entries adds 10, and the database's tup_returned moves by at least their sum."""
+    import psycopg  # noqa: PLC0415
+
+    bench = _bench_run()
+    admin = wh_target.conninfo("admin")
+    monkeypatch.setattr(bench, "DB", wh_target.dbname)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("drop schema if exists bench_counters cascade; create schema bench_counters")
+        conn.execute("create table bench_counters.t as select n from generate_series(1, 1000) as n")
+        conn.execute("create index on bench_counters.t (n); analyze bench_counters.t")
+        try:
+            before = bench.db_counters(admin)
+            # no condition on n: a bound outside the statistics' range has the planner probe the index's end
+            assert conn.execute("select count(*) from bench_counters.t").fetchone()[0] == 1000
+            conn.execute("set enable_seqscan = off")
+            assert conn.execute("select count(*) from bench_counters.t where n between 11 and 20").fetchone()[0] == 10
+            conn.execute("reset enable_seqscan")
+            conn.close()  # a backend's counts reach the statistics by the time it exits
+            work = bench.db_work(before, bench.db_counters(admin))
+        finally:
+            with psycopg.connect(admin, autocommit=True) as cleanup:
+                cleanup.execute("drop schema bench_counters cascade")
+    table = next(t for t in work["tables_by_rows_read"] if t["table"] == "bench_counters.t")
+    assert table["rows_read"] == 1000 + 10 and table["seq_scans"] == 1
+    assert work["rows_read"] >= 1010
