@@ -278,40 +278,6 @@ def test_a_daily_run_keeps_exactly_the_inputs_it_applied(built):
     assert rows_of_contact() == before and size() == held
 
 
-def test_a_contacts_rewritten_content_days_continue_its_running_totals(built):
-    """int_contact_content_days: a daily run that rewrites a contact's content days from its last one on (its
-    visitor logged as changed from that day) continues each title's running total from the last day it kept, so
-    the rewritten rows equal the rows they replaced; web touchpoints rank the contact's top content from its
-    latest row of each title, and rank it as before."""
-    admin, _, tmp = built
-    days = "intermediate.int_contact_content_days"
-    contact = _rows(admin, f"""
-        select contact_id from {days} group by contact_id
-        having count(distinct event_date) >= 3 and count(distinct content_title) >= 2
-        order by count(*) desc, contact_id limit 1""")[0]["contact_id"]
-    last_day = _rows(admin, f"select max(event_date) as d from {days} where contact_id = %s", [contact])[0]["d"]
-    of_contact = (f"select content_title, event_date, times, last_at, times_to_date, _written_at from {days}"
-                  " where contact_id = %s order by content_title, event_date")
-    touchpoint = "select top_content from intermediate.int_contact_web_touchpoints where contact_id = %s"
-    before, top_before = _rows(admin, of_contact, [contact]), _rows(admin, touchpoint, [contact])
-    kept = [r for r in before if r["event_date"] < last_day]
-    assert kept and len(kept) < len(before)
-    # a running total a person can recount: each row's total is its title's times through that day
-    for row in before:
-        assert row["times_to_date"] == sum(r["times"] for r in before if r["content_title"] == row["content_title"]
-                                           and r["event_date"] <= row["event_date"])
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("insert into intermediate.int_events_attributed__changes (changed_at, key, changed_from)"
-                     " values (clock_timestamp(), %s, %s::date at time zone 'UTC')", [f"c:{contact}", last_day])
-    _dbt(tmp, "run", "--select", "int_contact_content_days", "int_contact_web_touchpoints",
-         start=INTERVAL_END - timedelta(days=1))
-    after = _rows(admin, of_contact, [contact])
-    rewritten = [r for r in after if r["_written_at"] != before[0]["_written_at"]]
-    assert {r["event_date"] for r in rewritten} == {last_day}
-    assert [dict(r, _written_at=None) for r in after] == [dict(r, _written_at=None) for r in before]
-    assert _rows(admin, touchpoint, [contact]) == top_before and top_before[0]["top_content"]
-
-
 def test_dense_daily_tables_keep_later_inserts_out_of_the_full_builds_packed_pages(built):
     """Built whole, each dense daily table takes fillfactor 90 for later inserts (macros/contact_changes.sql,
     dense_rows_record), so a daily run's rows fill the pages the previous run's days freed rather than the few

@@ -7,8 +7,8 @@
 -- and the top content it consumed (catalog titles by views and downloads). int_contact_touchpoints adds the CRM
 -- activities. Incremental by contact (macros/visitor_changes.sql): a daily run recomputes the contacts whose events
 -- the attribution changed: the first session and the last event by one index probe each, the top content from the
--- contact's latest content day of each title (its running totals), not from every event or day it ever had.
-with recursive
+-- contact's content days (one row per title and day), not from every event it ever had.
+with
 
 sessions as (
     select * from ({{ changed_visitor_rows(ref('int_sessions_sessionized'), whole,
@@ -20,6 +20,10 @@ events as (
     select * from ({{ changed_visitor_rows(ref('int_events_attributed'), whole,
                                            where="event_type in ('page', 'track')", first_by='event_at desc') }}) as attributed
     where contact_id is not null
+),
+
+content_days as (
+    select * from ({{ changed_visitor_rows(ref('int_contact_content_days'), whole) }}) as held
 ),
 
 first_sessions as (
@@ -39,40 +43,10 @@ last_event as (
     group by contact_id
 ),
 
-{%- if not whole %}
-
-latest_titles as (
-    -- a changed contact's latest content day of each title, one index probe per title: a skip scan down the
-    -- (visitor_key, content_title, event_date) index, titles in descending order, not a read of every day the
-    -- contact ever had
-    select first_title.* from pg_temp.handoff_changes as changed
-    cross join lateral (
-        select held.* from {{ ref('int_contact_content_days') }} as held
-        where held.visitor_key = changed.key
-        order by held.content_title desc, held.event_date desc
-        limit 1
-    ) as first_title
-    union all
-    select next_title.* from latest_titles
-    cross join lateral (
-        select held.* from {{ ref('int_contact_content_days') }} as held
-        where held.visitor_key = latest_titles.visitor_key and held.content_title < latest_titles.content_title
-        order by held.content_title desc, held.event_date desc
-        limit 1
-    ) as next_title
-),
-{%- endif %}
-
 content_counts as (
-    -- per contact and title: its views and downloads (a latest day's running total) and the last of them
-    {%- if whole %}
     select contact_id, content_title, sum(times) as times, max(last_at) as last_at
-    from {{ ref('int_contact_content_days') }}
+    from content_days
     group by contact_id, content_title
-    {%- else %}
-    select contact_id, content_title, times_to_date as times, last_at
-    from latest_titles
-    {%- endif %}
 ),
 
 top_content as (
