@@ -26,21 +26,28 @@ def _counters(database: dict, tables: dict) -> dict:
 def test_db_work_takes_the_deltas_and_counts_a_replaced_table_from_zero():
     bench = _bench_run()
     before = _counters({"tup_returned": 1_000, "tup_inserted": 10, "blks_hit": 500, "temp_bytes": 0},
-                       {1: {"name": "intermediate.kept", "read": 400, "written": 5, "seq_scans": 2},
-                        2: {"name": "marts.replaced", "read": 90, "written": 90, "seq_scans": 1}})
+                       {1: {"name": "intermediate.kept", "read": 400, "written": 5, "seq_scans": 2, "index_scans": 7},
+                        2: {"name": "marts.replaced", "read": 90, "written": 90, "seq_scans": 1, "index_scans": 0},
+                        4: {"name": "intermediate.probed", "read": 0, "written": 0, "seq_scans": 0, "index_scans": 1},
+                        5: {"name": "intermediate.idle", "read": 9, "written": 0, "seq_scans": 1, "index_scans": 0}})
     after = _counters({"tup_returned": 1_750, "tup_inserted": 40, "tup_updated": 5, "tup_deleted": 5,
                        "blks_hit": 800, "blks_read": 20, "temp_bytes": 3 * 2**20},
-                      {1: {"name": "intermediate.kept", "read": 700, "written": 25, "seq_scans": 3},
+                      {1: {"name": "intermediate.kept", "read": 700, "written": 25, "seq_scans": 3, "index_scans": 9},
                        # the build replaced marts.replaced: a new oid, whose counts start at zero
-                       3: {"name": "marts.replaced", "read": 120, "written": 100, "seq_scans": 0}})
+                       3: {"name": "marts.replaced", "read": 120, "written": 100, "seq_scans": 0, "index_scans": 0},
+                       # probes that found nothing: no row read, but listed and counted
+                       4: {"name": "intermediate.probed", "read": 0, "written": 0, "seq_scans": 0, "index_scans": 6},
+                       5: {"name": "intermediate.idle", "read": 9, "written": 0, "seq_scans": 1, "index_scans": 0}})
     work = bench.db_work(before, after)
     assert work["rows_read"] == 750
     assert work["rows_written"] == 30 + 5 + 5
     assert work["blocks_touched"] == 300 + 20 and work["blocks_read_from_os"] == 20
     assert work["temp_mib"] == 3.0
+    assert work["index_scans"] == 2 + 5
     assert work["tables_by_rows_read"] == [
-        {"table": "intermediate.kept", "rows_read": 300, "rows_written": 20, "seq_scans": 1},
-        {"table": "marts.replaced", "rows_read": 120, "rows_written": 100, "seq_scans": 0},
+        {"table": "intermediate.kept", "rows_read": 300, "rows_written": 20, "seq_scans": 1, "index_scans": 2},
+        {"table": "marts.replaced", "rows_read": 120, "rows_written": 100, "seq_scans": 0, "index_scans": 0},
+        {"table": "intermediate.probed", "rows_read": 0, "rows_written": 0, "seq_scans": 0, "index_scans": 5},
     ]
 
 
@@ -115,5 +122,5 @@ def test_db_counters_count_a_tables_scanned_rows_and_index_entries_as_the_databa
             with psycopg.connect(admin, autocommit=True) as cleanup:
                 cleanup.execute("drop schema bench_counters cascade")
     table = next(t for t in work["tables_by_rows_read"] if t["table"] == "bench_counters.t")
-    assert table["rows_read"] == 1000 + 10 and table["seq_scans"] == 1
+    assert table["rows_read"] == 1000 + 10 and table["seq_scans"] == 1 and table["index_scans"] == 1
     assert work["rows_read"] >= 1010
