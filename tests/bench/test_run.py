@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -124,3 +125,20 @@ def test_db_counters_count_a_tables_scanned_rows_and_index_entries_as_the_databa
     table = next(t for t in work["tables_by_rows_read"] if t["table"] == "bench_counters.t")
     assert table["rows_read"] == 1000 + 10 and table["seq_scans"] == 1 and table["index_scans"] == 1
     assert work["rows_read"] >= 1010
+
+
+def test_node_seconds_and_slowest_nodes_read_dbts_run_results(tmp_path):
+    """The one-day build's time by node kind (summed, then rounded once) and its slowest nodes, from a hand-written
+    run_results.json: two models, two data tests, one unit test."""
+    bench = _bench_run()
+    results = [("model.handoff.int_events_attributed", 12.345), ("model.handoff.dim_contacts", 0.604),
+               ("test.handoff.unique_dim_contacts_contact_id.abc", 0.333), ("test.handoff.not_null_x.def", 0.333),
+               ("unit_test.handoff.dim_contacts.keeps_one_row", 0.05)]
+    target = tmp_path / "dbt_target"
+    target.mkdir()
+    (target / "run_results.json").write_text(json.dumps(
+        {"results": [{"unique_id": uid, "execution_time": t} for uid, t in results]}))
+    p = {"work": str(tmp_path)}
+    assert bench._node_seconds(p) == {"model": {"nodes": 2, "seconds": 12.95}, "test": {"nodes": 2, "seconds": 0.67},
+                                      "unit_test": {"nodes": 1, "seconds": 0.05}}
+    assert bench._slowest_nodes(p, n=2) == {"int_events_attributed": 12.3, "dim_contacts": 0.6}
