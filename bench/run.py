@@ -888,7 +888,7 @@ def history_growth(args, cfg: dict, n_runs: int) -> None:
 
 def growth_by_table(short_runs: list[dict], long_runs: list[dict]) -> list[dict]:
     """Where the rows read grow: each table's median rows read per one-day build on the shorter and the longer
-    history, the largest growth first (a table a build replaces counts the reads of its new copy only)."""
+    history, the most added rows first (a table a build replaces counts the reads of its new copy only)."""
     def medians(runs: list[dict]) -> dict[str, float]:
         per_table = defaultdict(list)
         for run in runs:
