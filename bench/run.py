@@ -355,7 +355,8 @@ DB_WORK_KEYS = ("rows_read", "rows_fetched_by_index", "index_scans", "rows_writt
 def db_counters(admin: str) -> dict:
     """The bench database's cumulative counters: the database's (DB_COUNTERS) and each table's rows read (rows
     scanned + index entries returned, as the database's tup_returned counts them), rows written, sequential scans and
-    index scans (each a descent of a btree: a probe), by table oid (a table a build replaces is a new oid, its counts
+    index scans (each a descent of a btree: a probe) and 8 KiB blocks read from the OS (its heap, indexes and TOAST
+    missed PostgreSQL's shared buffers: the OS's page cache or the disk), by table oid (a table a build replaces is a new oid, its counts
     start at 0), the catalogs' too.
 
     A backend's counts reach the shared statistics when its transaction ends and, at the latest, as it exits; the
@@ -372,15 +373,18 @@ def db_counters(admin: str) -> dict:
                                     [DB]).fetchone()
             tables = conn.execute(
                 "select relid, schemaname || '.' || relname, coalesce(seq_tup_read, 0) + coalesce(entries, 0),"
-                " n_tup_ins + n_tup_upd + n_tup_del, coalesce(seq_scan, 0), coalesce(idx_scan, 0)"
+                " n_tup_ins + n_tup_upd + n_tup_del, coalesce(seq_scan, 0), coalesce(idx_scan, 0),"
+                " coalesce(heap_blks_read, 0) + coalesce(idx_blks_read, 0) + coalesce(toast_blks_read, 0)"
+                " + coalesce(tidx_blks_read, 0)"
                 " from pg_stat_all_tables"
+                " join pg_statio_all_tables using (relid, schemaname, relname)"
                 " left join (select relid, sum(idx_tup_read)::bigint as entries from pg_stat_all_indexes"
                 " group by relid) as indexes using (relid)"
                 " where schemaname not like 'pg_temp%%'").fetchall()
         return {"database": dict(zip(DB_COUNTERS, database, strict=True)),
                 "tables": {oid: {"name": name, "read": read, "written": written, "seq_scans": scans,
-                                 "index_scans": probes}
-                           for oid, name, read, written, scans, probes in tables}}
+                                 "index_scans": probes, "blocks_read_from_os": blocks}
+                           for oid, name, read, written, scans, probes, blocks in tables}}
 
     last = read()
     for _ in range(20):
@@ -395,18 +399,21 @@ def db_counters(admin: str) -> dict:
 def db_work(before: dict, after: dict) -> dict:
     """What happened between two db_counters reads: the database's deltas (rows_read = tup_returned, the figure the
     history-growth target is about), and every table that read or wrote rows, the most read first, with its
-    sequential and index scans. The tables' rows_read add up to the database's but for the temporary tables, which
+    sequential and index scans and the blocks it read from the OS. The tables' rows_read add up to the database's but for the temporary tables, which
     are gone with their transaction before the counters are read. index_scans (the tables' sum) counts the probes:
     rows read alone favours many probes over one range read of the same rows, which can cost more time."""
     delta = {k: after["database"][k] - before["database"][k] for k in DB_COUNTERS}
     tables = []
     for oid, now in after["tables"].items():
-        was = before["tables"].get(oid, {"read": 0, "written": 0, "seq_scans": 0, "index_scans": 0})
+        was = before["tables"].get(oid, {"read": 0, "written": 0, "seq_scans": 0, "index_scans": 0,
+                                         "blocks_read_from_os": 0})
         tables.append({"table": now["name"], "rows_read": now["read"] - was["read"],
                        "rows_written": now["written"] - was["written"],
                        "seq_scans": now["seq_scans"] - was["seq_scans"],
-                       "index_scans": now["index_scans"] - was["index_scans"]})
-    tables = sorted((t for t in tables if t["rows_read"] or t["rows_written"] or t["index_scans"]),
+                       "index_scans": now["index_scans"] - was["index_scans"],
+                       "blocks_read_from_os": now["blocks_read_from_os"] - was["blocks_read_from_os"]})
+    tables = sorted((t for t in tables
+                     if t["rows_read"] or t["rows_written"] or t["index_scans"] or t["blocks_read_from_os"]),
                     key=lambda t: t["rows_read"], reverse=True)
     return {"rows_read": delta["tup_returned"], "rows_fetched_by_index": delta["tup_fetched"],
             "index_scans": sum(t["index_scans"] for t in tables),

@@ -24,21 +24,30 @@ def _counters(database: dict, tables: dict) -> dict:
     return {"database": {**zero, **database}, "tables": tables}
 
 
+def _table(name: str, read: int = 0, written: int = 0, seq_scans: int = 0, index_scans: int = 0,
+           blocks: int = 0) -> dict:
+    return {"name": name, "read": read, "written": written, "seq_scans": seq_scans, "index_scans": index_scans,
+            "blocks_read_from_os": blocks}
+
+
 def test_db_work_takes_the_deltas_and_counts_a_replaced_table_from_zero():
     bench = _bench_run()
     before = _counters({"tup_returned": 1_000, "tup_inserted": 10, "blks_hit": 500, "temp_bytes": 0},
-                       {1: {"name": "intermediate.kept", "read": 400, "written": 5, "seq_scans": 2, "index_scans": 7},
-                        2: {"name": "marts.replaced", "read": 90, "written": 90, "seq_scans": 1, "index_scans": 0},
-                        4: {"name": "intermediate.probed", "read": 0, "written": 0, "seq_scans": 0, "index_scans": 1},
-                        5: {"name": "intermediate.idle", "read": 9, "written": 0, "seq_scans": 1, "index_scans": 0}})
+                       {1: _table("intermediate.kept", read=400, written=5, seq_scans=2, index_scans=7, blocks=30),
+                        2: _table("marts.replaced", read=90, written=90, seq_scans=1, blocks=4),
+                        4: _table("intermediate.probed", index_scans=1),
+                        5: _table("intermediate.idle", read=9, seq_scans=1, blocks=2),
+                        6: _table("intermediate.evicted", read=50, seq_scans=1)})
     after = _counters({"tup_returned": 1_750, "tup_inserted": 40, "tup_updated": 5, "tup_deleted": 5,
                        "blks_hit": 800, "blks_read": 20, "temp_bytes": 3 * 2**20},
-                      {1: {"name": "intermediate.kept", "read": 700, "written": 25, "seq_scans": 3, "index_scans": 9},
+                      {1: _table("intermediate.kept", read=700, written=25, seq_scans=3, index_scans=9, blocks=45),
                        # the build replaced marts.replaced: a new oid, whose counts start at zero
-                       3: {"name": "marts.replaced", "read": 120, "written": 100, "seq_scans": 0, "index_scans": 0},
+                       3: _table("marts.replaced", read=120, written=100, blocks=5),
                        # probes that found nothing: no row read, but listed and counted
-                       4: {"name": "intermediate.probed", "read": 0, "written": 0, "seq_scans": 0, "index_scans": 6},
-                       5: {"name": "intermediate.idle", "read": 9, "written": 0, "seq_scans": 1, "index_scans": 0}})
+                       4: _table("intermediate.probed", index_scans=6),
+                       5: _table("intermediate.idle", read=9, seq_scans=1, blocks=2),
+                       # no row read by the build, but blocks read from the OS (e.g. by a vacuum): listed
+                       6: _table("intermediate.evicted", read=50, seq_scans=1, blocks=7)})
     work = bench.db_work(before, after)
     assert work["rows_read"] == 750
     assert work["rows_written"] == 30 + 5 + 5
@@ -46,9 +55,14 @@ def test_db_work_takes_the_deltas_and_counts_a_replaced_table_from_zero():
     assert work["temp_mib"] == 3.0
     assert work["index_scans"] == 2 + 5
     assert work["tables_by_rows_read"] == [
-        {"table": "intermediate.kept", "rows_read": 300, "rows_written": 20, "seq_scans": 1, "index_scans": 2},
-        {"table": "marts.replaced", "rows_read": 120, "rows_written": 100, "seq_scans": 0, "index_scans": 0},
-        {"table": "intermediate.probed", "rows_read": 0, "rows_written": 0, "seq_scans": 0, "index_scans": 5},
+        {"table": "intermediate.kept", "rows_read": 300, "rows_written": 20, "seq_scans": 1, "index_scans": 2,
+         "blocks_read_from_os": 15},
+        {"table": "marts.replaced", "rows_read": 120, "rows_written": 100, "seq_scans": 0, "index_scans": 0,
+         "blocks_read_from_os": 5},
+        {"table": "intermediate.probed", "rows_read": 0, "rows_written": 0, "seq_scans": 0, "index_scans": 5,
+         "blocks_read_from_os": 0},
+        {"table": "intermediate.evicted", "rows_read": 0, "rows_written": 0, "seq_scans": 0, "index_scans": 0,
+         "blocks_read_from_os": 7},
     ]
 
 
