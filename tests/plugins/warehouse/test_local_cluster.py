@@ -58,6 +58,8 @@ def test_up_is_idempotent_and_survives_a_killed_postmaster(cluster):
         settings = dict(conn.execute("select name, setting from pg_settings where sourcefile like '%/handoff.conf'"))
         assert settings["wal_compression"] == ("off" if expected == "pgserver" else "lz4")
         assert (settings["synchronous_commit"], settings["max_wal_size"]) == ("off", "4096")
+        # shared_buffers in 8 kB pages: a sixth of this machine's memory
+        assert int(settings["shared_buffers"]) * 8 // 1024 == local.shared_buffers_mib(local._memory_bytes())
     # ALTER SYSTEM still overrides them, from the next start on
     with psycopg.connect(tgt.conninfo("admin"), autocommit=True) as conn:
         conn.execute("alter system set max_wal_size = '2GB'")
@@ -67,6 +69,11 @@ def test_up_is_idempotent_and_survives_a_killed_postmaster(cluster):
         assert conn.execute("show max_wal_size").fetchone()[0] == "2GB"
     assert cluster.down(log=lambda *_: None) is True
     assert cluster.down(log=lambda *_: None) is False
+
+
+@pytest.mark.parametrize(("memory_gib", "mib"), [(24, 4096), (2, 341), (0.5, 128), (128, 8192)])
+def test_shared_buffers_are_a_sixth_of_memory_within_bounds(memory_gib, mib):
+    assert local.shared_buffers_mib(int(memory_gib * 2**30)) == mib
 
 
 def test_port_in_use_is_a_clear_error(tmp_path):
