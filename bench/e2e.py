@@ -180,11 +180,11 @@ def make_day_new_to_dbt(admin: str, last_day: str) -> dict:
             daily_rows += cur.execute(sql.SQL("delete from {} where {} = %s").format(
                 table, sql.Identifier(day_column)), [last_day]).rowcount
         conn.commit()
-    # and leave no dead index entries behind (a real run finds none: its day was never there). In the daily tables'
-    # right edge the max(day) each model reads first stepped over 422,633 dead rule-hit entries (5.5 s); in the staged
-    # and attributed events the build's probes for the day's 127,414 event ids each visited a dead row's heap page
-    # (the staged events' delete+insert 7.7 s at tier M, its SQL 4.9 s)
-    events = [sql.Identifier("staging", "stg_analytics__events"), sql.Identifier("intermediate", "int_events_attributed")]
+    # and leave no dead rows behind (a real run finds none: its day was never there). In the daily tables' right
+    # edge the max(day) each model reads first stepped over 422,633 dead rule-hit entries (5.5 s); the staged and
+    # attributed events' probes for the day's 127,414 event ids would each find a dead entry and visit its heap page
+    events = [sql.Identifier("staging", "stg_analytics__events"),
+              sql.Identifier("intermediate", "int_events_attributed")]
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("vacuum {}").format(sql.SQL(", ").join([table for table, _ in daily] + events)))
     return {"day_events_unstaged": staged, "day_visitors_logged": logged, "day_daily_rows_removed": daily_rows}

@@ -356,8 +356,8 @@ def db_counters(admin: str) -> dict:
     """The bench database's cumulative counters: the database's (DB_COUNTERS) and each table's rows read (rows
     scanned + index entries returned, as the database's tup_returned counts them), rows written, sequential scans and
     index scans (each a descent of a btree: a probe) and 8 KiB blocks read from the OS (its heap, indexes and TOAST
-    missed PostgreSQL's shared buffers: the OS's page cache or the disk), by table oid (a table a build replaces is a new oid, its counts
-    start at 0), the catalogs' too.
+    missed PostgreSQL's shared buffers: the OS's page cache or the disk), by table oid (a table a build replaces is
+    a new oid, its counts start at 0), the catalogs' too.
 
     A backend's counts reach the shared statistics when its transaction ends and, at the latest, as it exits; the
     build's connections have closed when this runs, so the read repeats until two reads agree (each its own snapshot).
@@ -399,9 +399,10 @@ def db_counters(admin: str) -> dict:
 def db_work(before: dict, after: dict) -> dict:
     """What happened between two db_counters reads: the database's deltas (rows_read = tup_returned, the figure the
     history-growth target is about), and every table that read or wrote rows, the most read first, with its
-    sequential and index scans and the blocks it read from the OS. The tables' rows_read add up to the database's but for the temporary tables, which
-    are gone with their transaction before the counters are read. index_scans (the tables' sum) counts the probes:
-    rows read alone favours many probes over one range read of the same rows, which can cost more time."""
+    sequential and index scans and the blocks it read from the OS. The tables' rows_read add up to the database's
+    but for the temporary tables, which are gone with their transaction before the counters are read. index_scans
+    (the tables' sum) counts the probes: rows read alone favours many probes over one range read of the same rows,
+    which can cost more time."""
     delta = {k: after["database"][k] - before["database"][k] for k in DB_COUNTERS}
     tables = []
     for oid, now in after["tables"].items():

@@ -24,7 +24,7 @@ def _counters(database: dict, tables: dict) -> dict:
     return {"database": {**zero, **database}, "tables": tables}
 
 
-def _table(name: str, read: int = 0, written: int = 0, seq_scans: int = 0, index_scans: int = 0,
+def _table(name: str, *, read: int = 0, written: int = 0, seq_scans: int = 0, index_scans: int = 0,
            blocks: int = 0) -> dict:
     return {"name": name, "read": read, "written": written, "seq_scans": seq_scans, "index_scans": index_scans,
             "blocks_read_from_os": blocks}

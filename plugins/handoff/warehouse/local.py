@@ -103,7 +103,8 @@ def server_settings(binaries: Binaries) -> dict[str, str]:
     shared_buffers: a sixth of the machine's memory (shared_buffers_mib), not a fixed 512MB.
     """
     return {
-        "shared_buffers": f"{shared_buffers_mib(_memory_bytes())}MB", "work_mem": "64MB", "maintenance_work_mem": "256MB",
+        "shared_buffers": f"{shared_buffers_mib(_memory_bytes())}MB", "work_mem": "64MB",
+        "maintenance_work_mem": "256MB",
         "max_wal_size": "4GB", "synchronous_commit": "off", "autovacuum_vacuum_cost_limit": "2000",
         "wal_compression": "lz4" if _has_lz4(binaries) else "off",
         "max_connections": "100", "log_min_duration_statement": "-1", "log_line_prefix": "%m [%p] %u@%d ",
