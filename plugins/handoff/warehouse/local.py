@@ -114,8 +114,9 @@ def server_settings(binaries: Binaries) -> dict[str, str]:
 def shared_buffers_mib(memory_bytes: int) -> int:
     """PostgreSQL's own cache: a sixth of the machine's memory, at least 128 MiB and at most 8 GiB. PostgreSQL's
     guide starts a dedicated server at a quarter; this cluster shares the machine with Airflow, dbt and the
-    dashboard, and the OS's page cache holds the rest. With 512MB on 24 GiB the tier-M one-day build read 3.9
-    million blocks (30 GB) from the page cache, 80-87 s; with 4GB, 0.8-0.9 million, 71-75 s (bench/results)."""
+    dashboard, and the OS's page cache holds the rest. On 23.5 GiB the tier-M one-day build read 3.88 million
+    blocks (30 GB) from the page cache with 512MB, 76.2 s; with 4,017 MB 0.84 million, 73.3 s (median of three
+    each, bench/results/M-2026-12-07-*-b10ea02*.json)."""
     return max(128, min(8192, memory_bytes // 6 // 2**20))
 
 
