@@ -120,11 +120,14 @@ def shared_buffers_mib(memory_bytes: int) -> int:
     return max(128, min(8192, memory_bytes // 6 // 2**20))
 
 
+CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
+
+
 def _memory_bytes() -> int:
-    """Physical memory, or the container's memory limit (cgroup v2) when that is lower."""
+    """Physical memory, or the container's memory limit (cgroup v2) when that is lower ("max": none)."""
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     with contextlib.suppress(OSError, ValueError):
-        return min(physical, int(Path("/sys/fs/cgroup/memory.max").read_text().strip()))
+        return min(physical, int(CGROUP_MEMORY_MAX.read_text().strip()))
     return physical
 
 

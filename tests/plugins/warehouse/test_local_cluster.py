@@ -76,6 +76,17 @@ def test_shared_buffers_are_a_sixth_of_memory_within_bounds(memory_gib, mib):
     assert local.shared_buffers_mib(int(memory_gib * 2**30)) == mib
 
 
+@pytest.mark.parametrize(("limit", "expected"), [("2147483648\n", 2**31), ("max\n", None), (None, None)])
+def test_memory_is_the_containers_limit_when_lower(limit, expected, tmp_path, monkeypatch):
+    """A cgroup limit below physical memory wins; "max" (no limit) or no cgroup file leaves physical memory."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit_file = tmp_path / "memory.max"
+    if limit is not None:
+        limit_file.write_text(limit)
+    monkeypatch.setattr(local, "CGROUP_MEMORY_MAX", limit_file)
+    assert local._memory_bytes() == min(physical, expected or physical)
+
+
 def test_port_in_use_is_a_clear_error(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
