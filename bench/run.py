@@ -589,9 +589,8 @@ def drop_db() -> None:
 
 def machine_info() -> dict:
     import psycopg  # noqa: PLC0415
+    from handoff.warehouse.local import memory_bytes  # noqa: PLC0415 - what the local warehouse sizes its cache from
 
-    mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal:"))
     with psycopg.connect(_target().conninfo("admin", dbname="postgres")) as conn:
         pg = conn.execute("select version()").fetchone()[0]
     try:
@@ -599,8 +598,8 @@ def machine_info() -> dict:
                        if "=" in line).get("PRETTY_NAME", "").strip('"')
     except OSError:
         os_name = platform.platform()
-    return {"nproc": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1), "python": platform.python_version(),
-            "postgres": pg, "os": os_name, "load_avg_at_start": os.getloadavg()}
+    return {"nproc": os.cpu_count(), "memory_gib": round(memory_bytes() / 2**30, 1),
+            "python": platform.python_version(), "postgres": pg, "os": os_name, "load_avg_at_start": os.getloadavg()}
 
 
 def summarize(values: list[float]) -> dict:

@@ -103,7 +103,7 @@ def server_settings(binaries: Binaries) -> dict[str, str]:
     shared_buffers: a sixth of the machine's memory (shared_buffers_mib), not a fixed 512MB.
     """
     return {
-        "shared_buffers": f"{shared_buffers_mib(_memory_bytes())}MB", "work_mem": "64MB",
+        "shared_buffers": f"{shared_buffers_mib(memory_bytes())}MB", "work_mem": "64MB",
         "maintenance_work_mem": "256MB",
         "max_wal_size": "4GB", "synchronous_commit": "off", "autovacuum_vacuum_cost_limit": "2000",
         "wal_compression": "lz4" if _has_lz4(binaries) else "off",
@@ -111,19 +111,19 @@ def server_settings(binaries: Binaries) -> dict[str, str]:
     }
 
 
-def shared_buffers_mib(memory_bytes: int) -> int:
+def shared_buffers_mib(total_bytes: int) -> int:
     """PostgreSQL's own cache: a sixth of the machine's memory, at least 128 MiB and at most 8 GiB. PostgreSQL's
     guide starts a dedicated server at a quarter; this cluster shares the machine with Airflow, dbt and the
     dashboard, and the OS's page cache holds the rest. On 23.5 GiB the tier-M one-day build read 3.88 million
     blocks (30 GB) from the page cache with 512MB, 76.2 s; with 4,017 MB 0.84 million, 73.3 s (median of three
     each, bench/results/M-2026-12-07-*-b10ea02*.json)."""
-    return max(128, min(8192, memory_bytes // 6 // 2**20))
+    return max(128, min(8192, total_bytes // 6 // 2**20))
 
 
 CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
 
 
-def _memory_bytes() -> int:
+def memory_bytes() -> int:
     """Physical memory, or the container's memory limit (cgroup v2) when that is lower ("max": none)."""
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     with contextlib.suppress(OSError, ValueError):

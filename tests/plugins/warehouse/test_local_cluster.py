@@ -59,7 +59,7 @@ def test_up_is_idempotent_and_survives_a_killed_postmaster(cluster):
         assert settings["wal_compression"] == ("off" if expected == "pgserver" else "lz4")
         assert (settings["synchronous_commit"], settings["max_wal_size"]) == ("off", "4096")
         # shared_buffers in 8 kB pages: a sixth of this machine's memory
-        assert int(settings["shared_buffers"]) * 8 // 1024 == local.shared_buffers_mib(local._memory_bytes())
+        assert int(settings["shared_buffers"]) * 8 // 1024 == local.shared_buffers_mib(local.memory_bytes())
     # ALTER SYSTEM still overrides them, from the next start on
     with psycopg.connect(tgt.conninfo("admin"), autocommit=True) as conn:
         conn.execute("alter system set max_wal_size = '2GB'")
@@ -84,7 +84,7 @@ def test_memory_is_the_containers_limit_when_lower(limit, expected, tmp_path, mo
     if limit is not None:
         limit_file.write_text(limit)
     monkeypatch.setattr(local, "CGROUP_MEMORY_MAX", limit_file)
-    assert local._memory_bytes() == min(physical, expected or physical)
+    assert local.memory_bytes() == min(physical, expected or physical)
 
 
 def test_port_in_use_is_a_clear_error(tmp_path):
