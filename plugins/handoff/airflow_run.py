@@ -125,7 +125,7 @@ def run_day(day: date, *, conf: dict | None = None, log=print, verbose: bool = F
     Unless ``quiet`` (or ``verbose``, which streams the tasks' own output), each task is printed as it starts and
     ends (run_progress.py).
     """
-    from handoff.dbt_dag import execution_mode  # noqa: PLC0415
+    from handoff.dbt_dag import execution_mode, preload_task_modules  # noqa: PLC0415
 
     if execution_mode() == "watcher":
         # dag.test runs the trigger of a deferred task in line (airflow/sdk/definitions/dag.py, "running trigger in
@@ -140,6 +140,8 @@ def run_day(day: date, *, conf: dict | None = None, log=print, verbose: bool = F
     airflow_env.apply()
     ensure_metadata_db(log)
     ensure_dbt_manifest(log)
+    if parallel:
+        preload_task_modules()  # before the LocalExecutor forks its workers, which fork the tasks
     from airflow.dag_processing.dagbag import DagBag  # noqa: PLC0415
 
     bag = DagBag(dag_folder=str(settings.DAGS_DIR / "handoff_daily.py"))

@@ -210,10 +210,12 @@ def service_env(state: State, creds: dict[str, str], tgt, crm_token: str | None)
 
 def commands(state: State) -> dict[str, list[str]]:
     airflow = [sys.executable, "-m", "airflow"]
+    # the processes that fork task processes import what a dbt task needs first (handoff/airflow_main.py)
+    forks_tasks = [sys.executable, "-m", "handoff.airflow_main"]
     out = {
         "api-server": [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(state.port)],
         # task logs are read from the shared log folder: no log-serving ports to collide with another home's
-        "scheduler": [*airflow, "scheduler", "--skip-serve-logs"],
+        "scheduler": [*forks_tasks, "scheduler", "--skip-serve-logs"],
         "dag-processor": [*airflow, "dag-processor"],
         "triggerer": [*airflow, "triggerer", "--skip-serve-logs"],
     }
@@ -225,7 +227,7 @@ def commands(state: State) -> dict[str, list[str]]:
         for name in WORKERS:
             # its own Celery node name and pid file (two workers of one AIRFLOW_HOME would share airflow-worker.pid);
             # task logs are read from the shared log folder, as the scheduler's are
-            out[name] = [*airflow, "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency",
+            out[name] = [*forks_tasks, "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency",
                          str(worker_concurrency()), "--pid", str(services_folder() / f"{name}.celery.pid"),
                          "--skip-serve-logs"]
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import sys
 import threading
 from dataclasses import replace
@@ -119,3 +120,28 @@ def test_without_redis_server_the_celery_executor_says_what_to_install(home, mon
     with pytest.raises(airflow_services.ServicesError, match=r"redis-server not found: .*`apt-get install "
                                                              r"redis-server`"):
         airflow_services.up(executor="celery", log=lambda *_: None)
+
+
+def test_the_processes_that_fork_tasks_start_with_dbt_imported_and_run_airflow_s_own_command_line(home, monkeypatch):
+    monkeypatch.setattr(celery_broker.shutil, "which", lambda name: f"/usr/bin/{name}")
+    state = airflow_services.State(port=8461, crm_port=None, executor="celery", redis_port=6390)
+    commands = airflow_services.commands(state)
+    entry = [sys.executable, "-m", "handoff.airflow_main"]
+    forking = {name for name, cmd in commands.items() if cmd[:3] == entry}
+    assert forking == {"scheduler", "worker-1", "worker-2"}
+    assert commands["scheduler"][3:] == ["scheduler", "--skip-serve-logs"]
+    assert all(commands[name][:3] == [sys.executable, "-m", "airflow"]
+               for name in ("api-server", "dag-processor", "triggerer"))
+
+    # the entry imports what a dbt task imports, then hands its arguments to Airflow's command line
+    from handoff.dbt_dag import TASK_MODULES  # noqa: PLC0415
+
+    probe = ("import sys, runpy; sys.argv = ['airflow_main', 'version']; runpy.run_module('handoff.airflow_main',"
+             f" run_name='__main__'); print(sorted(m for m in {TASK_MODULES!r} if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    version, imported = res.stdout.strip().splitlines()[-2:]
+    import airflow  # noqa: PLC0415
+
+    assert version == airflow.__version__
+    assert imported == repr(sorted(TASK_MODULES))
