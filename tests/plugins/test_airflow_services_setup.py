@@ -136,12 +136,18 @@ def test_the_processes_that_fork_tasks_start_with_dbt_imported_and_run_airflow_s
     # the entry imports what a dbt task imports, then hands its arguments to Airflow's command line
     from handoff.dbt_dag import TASK_MODULES  # noqa: PLC0415
 
-    probe = ("import sys, runpy; sys.argv = ['airflow_main', 'version']; runpy.run_module('handoff.airflow_main',"
-             f" run_name='__main__'); print(sorted(m for m in {TASK_MODULES!r} if m in sys.modules))")
+    probe = ("import sys, runpy, inspect; sys.argv = ['airflow_main', 'version'];"
+             " runpy.run_module('handoff.airflow_main', run_name='__main__');"
+             f" print(sorted(m for m in {TASK_MODULES!r} if m in sys.modules));"
+             " from dbt_common import behavior_flags; from dbt.contracts.project import Project;"
+             " print(inspect.getabsfile(behavior_flags) in inspect.modulesbyfile,"
+             " Project.json_schema.__func__.cache_info().currsize >= 4)")
     res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 0, res.stderr[-2000:]
-    version, imported = res.stdout.strip().splitlines()[-2:]
+    version, imported, caches = res.stdout.strip().splitlines()[-3:]
     import airflow  # noqa: PLC0415
 
     assert version == airflow.__version__
     assert imported == repr(sorted(TASK_MODULES))
+    # and the caches a dbt call fills on first use are full: inspect's module files, the project's JSON schema
+    assert caches == "True True"
