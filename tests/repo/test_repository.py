@@ -55,7 +55,7 @@ def test_docker_compose_structure():
         assert name in services, f"service {name} missing"
     commands = {n: services[n].get("command") for n in services}
     assert commands["airflow-apiserver"] == "api-server"
-    assert commands["airflow-scheduler"] == "scheduler"
+    assert commands["airflow-scheduler"] == ["python", "-m", "handoff.airflow_main", "scheduler"]  # see below
     assert commands["airflow-dag-processor"] == "dag-processor"
     assert commands["airflow-triggerer"] == "triggerer"
     # every image pinned to an exact tag (never latest / untagged), Airflow on 3.3.2
@@ -85,7 +85,8 @@ def test_docker_compose_structure():
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://airflow:")
     assert {n for n, svc in services.items() if svc.get("profiles")} == {"redis", "airflow-worker", "flower"}
     assert services["redis"]["profiles"] == services["airflow-worker"]["profiles"] == ["celery"]
-    assert services["airflow-worker"]["command"] == "celery worker"
+    # the processes that fork task processes start through handoff.airflow_main (dbt imported once, before forking)
+    assert services["airflow-worker"]["command"] == ["python", "-m", "handoff.airflow_main", "celery", "worker"]
     assert services["airflow-worker"]["deploy"]["replicas"] == 2
     # Redis's password reaches it as config on stdin, from the shell's variable: compose's ${REDIS_PASSWORD} in the
     # command would put the value itself on redis-server's command line
