@@ -51,7 +51,7 @@ test-soak: install-dev
 	$(BIN)/python -m pytest -q --soak -m soak
 
 # Real Airflow services (not part of `make test`): `handoff airflow up`, a day triggered and triggered again through
-# the REST API, a two-day backfill, `handoff airflow down`. 20 to 40 minutes here (2 cores), hence not in `make test`. Its own --basetemp:
+# the REST API, a two-day backfill, `handoff airflow down`. About 5 minutes here (2 cores, quiet), not in `make test`. Its own --basetemp:
 # pytest prunes /tmp/pytest-of-$USER down to the latest three runs, so a parallel pytest would delete its home.
 test-airflow: install-dev
 	$(BIN)/python -m pytest -q -s --airflow-services -m airflow_services --basetemp .local/pytest-airflow

@@ -22,7 +22,7 @@ TEST_DB = os.environ.get("HANDOFF_TEST_DB", f"handoff_test_{os.getpid()}")
 
 # long checks with their own make target, skipped unless their option is given: marker -> (option, what runs them)
 OPT_IN = {"soak": ("--soak", "a soak trial: make test-soak runs it"),
-          "airflow_services": ("--airflow-services", "real Airflow services, 20-40 min: make test-airflow runs it"),
+          "airflow_services": ("--airflow-services", "real Airflow services, about 5 min: make test-airflow runs it"),
           "airflow_celery": ("--airflow-celery", "Airflow's CeleryExecutor against the LocalExecutor, many minutes: "
                                                  "make test-celery runs it"),
           "airflow_watcher": ("--airflow-watcher", "Cosmos's watcher mode through the scheduler against the local "
