@@ -72,7 +72,7 @@ DBT_CMD_FLAGS = ["--exclude-resource-type", "unit_test"]
 # CLI and build task, the Postgres adapter. A process that forks task processes (the LocalExecutor's scheduler or
 # ``handoff run --parallel``, a Celery worker) imports them once, before it forks (preload_task_modules): each task
 # process then starts with them. Measured on the demo sample, ``handoff run --parallel 2``: imports were 48% of
-# the run's sampled CPU (dbt's CLI alone 30%), about 2 s per task (bench/results/README.md).
+# the run's sampled CPU (dbt's CLI alone 30%), about 2 s per task (README, "Known gaps").
 TASK_MODULES = (
     "airflow.sdk.execution_time.task_runner",
     "cosmos.operators.local",
